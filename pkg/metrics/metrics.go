@@ -26,3 +26,14 @@ func NewRegistry() *prometheus.Registry {
 func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
+
+// Subsystem turns a service name into a metric subsystem: pod-modifier → pod_modifier.
+func Subsystem(service string) string {
+	out := []byte(service)
+	for i, c := range out {
+		if c == '-' || c == '.' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}

@@ -1,0 +1,129 @@
+// Package webhook is the scaffolding of the mutating admission webhooks: a chi router on a TLS
+// listener whose certificate can be swapped while serving, AdmissionReview (admission.k8s.io/v1)
+// decoding with a size limit and clear 400s, responses carrying a JSON Patch and warnings, and
+// request metrics.
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+
+	"gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultMaxBodyBytes bounds an AdmissionReview. The API server caps an object at 3 MiB and a
+// review of an UPDATE carries two of them plus envelope.
+const DefaultMaxBodyBytes = 7 << 20
+
+// RequestError is a malformed request: answered 400 with its message.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
+
+func badRequest(format string, args ...any) error {
+	return &RequestError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// DecodeReview reads and checks an AdmissionReview request body.
+func DecodeReview(r *http.Request, maxBytes int64) (*admissionv1.AdmissionReview, error) {
+	if r.Method != http.MethodPost {
+		return nil, badRequest("method %s not allowed: admission reviews are POSTed", r.Method)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return nil, badRequest("content type %q not supported: want application/json", ct)
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBytes+1))
+	if err != nil {
+		return nil, badRequest("read body: %v", err)
+	}
+	if int64(len(body)) > maxBytes {
+		return nil, badRequest("body larger than %d bytes", maxBytes)
+	}
+	return ParseReview(body)
+}
+
+// ParseReview decodes and checks an AdmissionReview.
+func ParseReview(body []byte) (*admissionv1.AdmissionReview, error) {
+	if len(body) == 0 {
+		return nil, badRequest("empty body: want an AdmissionReview")
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil {
+		return nil, badRequest("decode AdmissionReview: %v", err)
+	}
+	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
+		return nil, badRequest("unsupported %q kind %q: want admission.k8s.io/v1 AdmissionReview", review.APIVersion, review.Kind)
+	}
+	if review.Request == nil {
+		return nil, badRequest("AdmissionReview has no request")
+	}
+	if review.Request.UID == "" {
+		return nil, badRequest("AdmissionReview request has no uid")
+	}
+	return &review, nil
+}
+
+// Allowed answers yes without changes.
+func Allowed(warnings ...string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+}
+
+// Denied answers no with a reason.
+func Denied(code int32, msg string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: msg},
+	}
+}
+
+// PatchResponse allows the request with a JSON Patch from the original object's JSON to
+// mutated, computed by a JSON Patch library (never hand-built paths, so RFC 6901 escaping of
+// keys such as "kubernetes.io/os" is always right). No difference → no patch.
+func PatchResponse(original []byte, mutated any, warnings []string) (*admissionv1.AdmissionResponse, error) {
+	modified, err := json.Marshal(mutated)
+	if err != nil {
+		return nil, fmt.Errorf("encode mutated object: %w", err)
+	}
+	ops, err := jsonpatch.CreatePatch(original, modified)
+	if err != nil {
+		return nil, fmt.Errorf("create patch: %w", err)
+	}
+	return PatchOpsResponse(ops, warnings)
+}
+
+// PatchOpsResponse allows the request with the given operations.
+func PatchOpsResponse(ops []jsonpatch.Operation, warnings []string) (*admissionv1.AdmissionResponse, error) {
+	resp := Allowed(warnings...)
+	if len(ops) == 0 {
+		return resp, nil
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encode patch: %w", err)
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	return resp, nil
+}
+
+// encodeReview wraps a response into the review the API server expects.
+func encodeReview(uid string, resp *admissionv1.AdmissionResponse) ([]byte, error) {
+	if resp == nil {
+		return nil, errors.New("handler returned no response")
+	}
+	resp.UID = typesUID(uid)
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
+		Response: resp,
+	}
+	return json.Marshal(&out)
+}

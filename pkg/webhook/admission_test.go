@@ -1,0 +1,173 @@
+package webhook_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	jsonpatchv5 "github.com/evanphx/json-patch/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
+)
+
+// labelHandler adds a label with a '/' in its key, so the patch must escape it (RFC 6901).
+func labelHandler(_ context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return webhook.Allowed("not a pod: " + err.Error()), nil
+	}
+	if pod.Labels == nil {
+		pod.Labels = map[string]string{}
+	}
+	pod.Labels["orbit/touched"] = "yes"
+	return webhook.PatchResponse(req.Object.Raw, &pod, []string{"touched"})
+}
+
+func review(t testing.TB, pod *corev1.Pod) []byte {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: "u-1", Operation: admissionv1.Create, Namespace: "team-a",
+			Object: runtime.RawExtension{Raw: raw},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+func newRouter(reg prometheus.Registerer) *webhook.Router {
+	r := webhook.NewRouter(zerolog.Nop(), webhook.NewMetrics(reg, "test"))
+	r.Admit("/mutate", labelHandler)
+	r.Admit("/panic", func(context.Context, *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, error) {
+		panic("boom")
+	})
+	return r
+}
+
+func TestAdmissionRequests(t *testing.T) {
+	valid := review(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"a": "b"}}})
+	cases := []struct {
+		name        string
+		method      string
+		path        string
+		contentType string
+		body        []byte
+		wantCode    int
+		wantInBody  string
+	}{
+		{"valid review is patched", http.MethodPost, "/mutate", "application/json", valid, 200, `"uid":"u-1"`},
+		{"empty body", http.MethodPost, "/mutate", "application/json", nil, 400, "empty body"},
+		{"not json", http.MethodPost, "/mutate", "application/json", []byte("{nope"), 400, "decode AdmissionReview"},
+		{"wrong api version", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}`), 400, "want admission.k8s.io/v1 AdmissionReview"},
+		{"no request", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "has no request"},
+		{"no uid", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), 400, "no uid"},
+		{"wrong content type", http.MethodPost, "/mutate", "text/plain", valid, 400, "content type"},
+		{"oversized", http.MethodPost, "/mutate", "application/json", bytes.Repeat([]byte(" "), 2048), 400, "larger than 1024 bytes"},
+		{"GET not allowed", http.MethodGet, "/mutate", "", nil, 405, ""},
+		{"handler panic is a 500, not a crash", http.MethodPost, "/panic", "application/json", valid, 500, "handler panic"},
+		{"health", http.MethodGet, "/health", "", nil, 200, "ok"},
+	}
+	reg := prometheus.NewRegistry()
+	r := newRouter(reg)
+	r.SetMaxBodyBytes(1024)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, bytes.NewReader(tc.body))
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, req)
+			if rec.Code != tc.wantCode {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.wantCode, rec.Body)
+			}
+			if !strings.Contains(rec.Body.String(), tc.wantInBody) {
+				t.Errorf("body %q does not contain %q", rec.Body, tc.wantInBody)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(webhookCounter(t, reg, "bad_request")); got != 7 {
+		t.Errorf("bad_request count %v, want 7", got)
+	}
+}
+
+func webhookCounter(t *testing.T, reg *prometheus.Registry, outcome string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sum"})
+	for _, mf := range mfs {
+		if mf.GetName() != "orbit_test_webhook_requests_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					c.Add(m.Counter.GetValue())
+				}
+			}
+		}
+	}
+	return c
+}
+
+func TestPatchResponseAppliesToOriginal(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"a": "b"}}}
+	body := review(t, pod)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	newRouter(prometheus.NewRegistry()).ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Response == nil || !out.Response.Allowed || out.Response.UID != "u-1" {
+		t.Fatalf("response %+v", out.Response)
+	}
+	if len(out.Response.Warnings) != 1 || out.Response.Warnings[0] != "touched" {
+		t.Errorf("warnings %v", out.Response.Warnings)
+	}
+	if out.Response.PatchType == nil || *out.Response.PatchType != admissionv1.PatchTypeJSONPatch {
+		t.Fatalf("patch type %v", out.Response.PatchType)
+	}
+	if !strings.Contains(string(out.Response.Patch), "orbit~1touched") {
+		t.Errorf("patch %s does not escape '/' as ~1", out.Response.Patch)
+	}
+	raw, _ := json.Marshal(pod)
+	p, err := jsonpatchv5.DecodePatch(out.Response.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got corev1.Pod
+	if err := json.Unmarshal(patched, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Labels["orbit/touched"] != "yes" || got.Labels["a"] != "b" {
+		t.Errorf("patched labels %v", got.Labels)
+	}
+}
