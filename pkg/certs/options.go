@@ -3,6 +3,8 @@ package certs
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -32,6 +34,16 @@ type Options struct {
 	ReloadInterval time.Duration
 	// CSRTimeout bounds the wait for a CSR to be signed.
 	CSRTimeout time.Duration
+	// CABundleFile is the PEM bundle that verifies certificates of the CSR signer (csr mode).
+	// Empty: the cluster CA from the kube-root-ca.crt ConfigMap, plus any CA certificates the
+	// signer returns with the certificate.
+	CABundleFile string
+	// ExtraHosts are DNS names or IPs the serving certificate covers besides the Service's
+	// names (e.g. a URL-based webhook on a node address; tests use 127.0.0.1).
+	ExtraHosts []string
+	// CheckInterval is how often the Secrets and the webhook configuration are re-read besides
+	// the watch events that normally trigger it.
+	CheckInterval time.Duration
 }
 
 // DefaultOptions: self-signed, a year's serving certificate renewed at 2/3 of its life.
@@ -44,6 +56,7 @@ func DefaultOptions() Options {
 		RenewFraction:  2.0 / 3.0,
 		ReloadInterval: 10 * time.Second,
 		CSRTimeout:     2 * time.Minute,
+		CheckInterval:  time.Minute,
 	}
 }
 
@@ -61,6 +74,9 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.RenewFraction, "cert-renew-fraction", o.RenewFraction, "renew when this fraction of the lifetime has passed")
 	fs.DurationVar(&o.ReloadInterval, "cert-reload-interval", o.ReloadInterval, "how often files mode re-reads the certificate files")
 	fs.DurationVar(&o.CSRTimeout, "csr-timeout", o.CSRTimeout, "how long csr mode waits for the certificate to be signed")
+	fs.StringVar(&o.CABundleFile, "ca-bundle-file", o.CABundleFile, "PEM CA bundle that verifies the CSR signer's certificates in csr mode (default: the kube-root-ca.crt ConfigMap plus any CA the signer returns)")
+	fs.StringSliceVar(&o.ExtraHosts, "cert-extra-hosts", o.ExtraHosts, "extra DNS names or IPs for the serving certificate besides the Service's names")
+	fs.DurationVar(&o.CheckInterval, "cert-check-interval", o.CheckInterval, "how often the certificate Secrets and the webhook configuration's caBundle are re-checked besides watch events")
 }
 
 // Validate checks the flags of the chosen mode.
@@ -69,6 +85,9 @@ func (o Options) Validate() error {
 	case ModeFiles:
 		if o.CertFile == "" || o.KeyFile == "" {
 			return errors.New("--cert-mode=files: --tls-cert-file and --tls-key-file are required")
+		}
+		if o.ReloadInterval <= 0 {
+			return fmt.Errorf("--cert-reload-interval: %s must be positive", o.ReloadInterval)
 		}
 	case ModeSelfSigned, ModeCSR:
 		if o.Secret == "" {
@@ -80,6 +99,22 @@ func (o Options) Validate() error {
 		if o.Mode == ModeCSR && o.SignerName == "" {
 			return errors.New("--cert-mode=csr: --csr-signer-name is required")
 		}
+		if o.Mode == ModeCSR && o.CSRTimeout <= 0 {
+			return fmt.Errorf("--csr-timeout: %s must be positive", o.CSRTimeout)
+		}
+		// A CA that does not outlive two leaves would leave no room to rotate it before the
+		// leaves it signs have to be cut short (see planCA).
+		if o.Mode == ModeSelfSigned && o.CALifetime < 2*o.Lifetime {
+			return fmt.Errorf("--ca-lifetime: %s must be at least twice --cert-lifetime (%s)", o.CALifetime, o.Lifetime)
+		}
+		if o.CheckInterval <= 0 {
+			return fmt.Errorf("--cert-check-interval: %s must be positive", o.CheckInterval)
+		}
+		for _, h := range o.ExtraHosts {
+			if strings.TrimSpace(h) == "" {
+				return errors.New("--cert-extra-hosts: empty host name")
+			}
+		}
 	default:
 		return fmt.Errorf("--cert-mode: unknown mode %q (want files, self-signed or csr)", o.Mode)
 	}
@@ -90,4 +125,16 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--cert-renew-fraction: %v is not between 0 and 1", o.RenewFraction)
 	}
 	return nil
+}
+
+// Hosts are the names the serving certificate covers: the Service's names in namespace and
+// ExtraHosts.
+func (o Options) Hosts(namespace string) []string {
+	hosts := ServingNames(o.ServiceName, namespace)
+	for _, h := range o.ExtraHosts {
+		if h = strings.TrimSpace(h); h != "" && !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }

@@ -1,4 +1,3 @@
-// Package certs issues and keeps the webhooks' serving certificates (SPEC §4).
 package certs
 
 import (
