@@ -33,6 +33,7 @@ check-versions: ## fail when two modules disagree on a k8s.io/* version
 	@bash hack/check-versions.sh $(MODULES)
 
 test: kube-binaries check-versions ## the whole test suite against the real control plane, then short fuzz runs
+	@bash hack/reap.sh $(KUBE_BIN)
 	@for m in $(MODULES); do echo "=== go test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...); done
 	@$(MAKE) --no-print-directory fuzz
 

@@ -183,17 +183,18 @@ func Execute(ctx context.Context, cmd Command, io IO) int {
 	if lookup == nil {
 		lookup = func(string) (string, bool) { return "", false }
 	}
-	if err := config.Apply(fs, lookup, append(append([]config.Binding{}, commonEnv...), cmd.Env...)); err != nil {
+	fromEnv, err := config.Apply(fs, lookup, append(append([]config.Binding{}, commonEnv...), cmd.Env...))
+	if err != nil {
 		fmt.Fprintf(io.Stderr, "%s: invalid configuration: %v\n", cmd.Name, err)
 		return 2
 	}
 	if err := common.Validate(); err != nil {
-		fmt.Fprintf(io.Stderr, "%s: invalid configuration: %v\n", cmd.Name, err)
+		fmt.Fprintf(io.Stderr, "%s: invalid configuration: %v\n", cmd.Name, config.NameSource(err, fromEnv))
 		return 2
 	}
 	if cmd.Options != nil {
 		if err := cmd.Options.Validate(); err != nil {
-			fmt.Fprintf(io.Stderr, "%s: invalid configuration: %v\n", cmd.Name, err)
+			fmt.Fprintf(io.Stderr, "%s: invalid configuration: %v\n", cmd.Name, config.NameSource(err, fromEnv))
 			return 2
 		}
 	}

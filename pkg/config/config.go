@@ -23,8 +23,10 @@ type Binding struct {
 	Convert func(raw string) (string, error)
 }
 
-// Apply sets every flag not given on the command line from its environment key.
-func Apply(fs *pflag.FlagSet, lookup LookupEnv, bindings []Binding) error {
+// Apply sets every flag not given on the command line from its environment key. It returns
+// which flags took their value from which key, so a later validation error can name the key.
+func Apply(fs *pflag.FlagSet, lookup LookupEnv, bindings []Binding) (map[string]string, error) {
+	from := map[string]string{}
 	for _, b := range bindings {
 		raw, ok := lookup(b.Env)
 		if !ok || strings.TrimSpace(raw) == "" {
@@ -32,7 +34,7 @@ func Apply(fs *pflag.FlagSet, lookup LookupEnv, bindings []Binding) error {
 		}
 		f := fs.Lookup(b.Flag)
 		if f == nil {
-			return fmt.Errorf("%s: bound to unknown flag --%s", b.Env, b.Flag)
+			return nil, fmt.Errorf("%s: bound to unknown flag --%s", b.Env, b.Flag)
 		}
 		if f.Changed {
 			continue
@@ -41,7 +43,7 @@ func Apply(fs *pflag.FlagSet, lookup LookupEnv, bindings []Binding) error {
 		if b.Convert != nil {
 			v, err := b.Convert(value)
 			if err != nil {
-				return fmt.Errorf("%s: %w", b.Env, err)
+				return nil, fmt.Errorf("%s: %w", b.Env, err)
 			}
 			if v == "" {
 				continue
@@ -49,12 +51,30 @@ func Apply(fs *pflag.FlagSet, lookup LookupEnv, bindings []Binding) error {
 			value = v
 		}
 		if err := fs.Set(b.Flag, value); err != nil {
-			return fmt.Errorf("%s: invalid value %q: %w", b.Env, raw, err)
+			return nil, fmt.Errorf("%s: invalid value %q: %w", b.Env, raw, err)
 		}
 		// Set marks the flag Changed; keep "given on the command line" meaning just that.
 		f.Changed = false
+		from[b.Flag] = b.Env
 	}
-	return nil
+	return from, nil
+}
+
+// NameSource rewrites a validation error that starts with "--flag:" to name the environment
+// key the flag's value came from: "KEY (--flag): …". Other errors pass unchanged.
+func NameSource(err error, from map[string]string) error {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "--") {
+		return err
+	}
+	name, _, ok := strings.Cut(msg[2:], ":")
+	if !ok {
+		return err
+	}
+	if key, ok := from[name]; ok {
+		return fmt.Errorf("%s (--%s):%s", key, name, msg[len(name)+3:])
+	}
+	return err
 }
 
 // ParseBool accepts true/yes/1 and false/no/0, case-insensitively (the original platform's

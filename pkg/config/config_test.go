@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -45,7 +46,7 @@ func TestApply(t *testing.T) {
 			if err := fs.Parse(tc.args); err != nil {
 				t.Fatal(err)
 			}
-			err := config.Apply(fs, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, []config.Binding{
+			_, err := config.Apply(fs, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, []config.Binding{
 				{Env: "N", Flag: "n"},
 				{Env: "DEBUG", Flag: "log-level", Convert: config.DebugConvert},
 			})
@@ -62,5 +63,19 @@ func TestApply(t *testing.T) {
 				t.Errorf("level %s n %d, want %s %d", *level, *n, tc.wantLevel, tc.wantN)
 			}
 		})
+	}
+}
+
+func TestNameSource(t *testing.T) {
+	from := map[string]string{"workers": "POD_DEFAULTS_WATCHER_WORKERS"}
+	cases := map[string]string{
+		"--workers: 0 is out of range":   "POD_DEFAULTS_WATCHER_WORKERS (--workers): 0 is out of range",
+		"--namespace: must not be empty": "--namespace: must not be empty",
+		"something else":                 "something else",
+	}
+	for in, want := range cases {
+		if got := config.NameSource(errors.New(in), from).Error(); got != want {
+			t.Errorf("NameSource(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

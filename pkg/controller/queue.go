@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
@@ -141,7 +142,12 @@ func (q *Queue[K]) next(ctx context.Context) bool {
 			q.metrics.reconciles.WithLabelValues(q.name, "error").Inc()
 			q.metrics.retries.WithLabelValues(q.name).Inc()
 		}
-		zerolog.Ctx(ctx).Warn().Err(err).Str("queue", q.name).Str("key", q.log(key)).
+		// A conflict is optimistic concurrency doing its job: retry, but do not alarm anyone.
+		ev := zerolog.Ctx(ctx).Warn()
+		if apierrors.IsConflict(err) {
+			ev = zerolog.Ctx(ctx).Debug()
+		}
+		ev.Err(err).Str("queue", q.name).Str("key", q.log(key)).
 			Int("retries", q.q.NumRequeues(key)).Msg("reconcile failed; retrying with backoff")
 		q.q.AddRateLimited(key)
 		return true

@@ -62,7 +62,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--log-format: unknown format %q (want json or console)", o.Format)
 	}
 	if o.Verbosity < 0 || o.Verbosity > 3 {
-		return fmt.Errorf("ORBIT_CONTROLLER_LOG_VERBOSITY: %d is out of range 0-3", o.Verbosity)
+		return fmt.Errorf("--log-verbosity: %d is out of range 0-3", o.Verbosity)
 	}
 	return nil
 }

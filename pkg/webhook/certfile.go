@@ -15,7 +15,9 @@ import (
 )
 
 // StaticCert serves one certificate; Set swaps it for the next handshake.
-type StaticCert struct{ cert atomic.Pointer[tls.Certificate] }
+type StaticCert struct {
+	cert atomic.Pointer[tls.Certificate]
+}
 
 // NewStaticCert returns a source serving cert.
 func NewStaticCert(cert *tls.Certificate) *StaticCert {

@@ -15,11 +15,11 @@ import (
 	_ "k8s.io/api/admission/v1"
 	_ "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	_ "k8s.io/apimachinery/pkg/apis/meta/v1"
+	_ "k8s.io/client-go/dynamic"
 	_ "k8s.io/client-go/kubernetes"
 	_ "k8s.io/client-go/tools/leaderelection"
-	_ "k8s.io/client-go/util/workqueue"
-	_ "k8s.io/client-go/dynamic"
 	_ "k8s.io/client-go/util/jsonpath"
+	_ "k8s.io/client-go/util/workqueue"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
 	_ "sigs.k8s.io/yaml"
 )
