@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
 SERVICES := userspace-chart-manager pod-modifier podsettings-watcher poddefaults-watcher image-updater image-replicator
-MODULES  := pkg $(addprefix services/,$(SERVICES))
+MODULES  := pkg $(addprefix services/,$(SERVICES)) demo e2e
 KUBE_BIN := $(CURDIR)/.cache/kube
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
@@ -12,7 +12,7 @@ FUZZTIME ?= 10s
 BENCHTIME ?= 1x
 export ORBIT_KUBE_BINARIES := $(KUBE_BIN)
 
-.PHONY: all build test test-unit fuzz bench lint vet verify generate kube-binaries check-versions demo clean help
+.PHONY: demo-keep all build test test-unit fuzz bench lint vet verify generate kube-binaries check-versions demo clean help
 
 all: build
 
@@ -36,6 +36,7 @@ test: kube-binaries check-versions ## the whole test suite against the real cont
 	@bash hack/reap.sh $(KUBE_BIN)
 	@for m in $(MODULES); do echo "=== go test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...); done
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory demo
 
 fuzz: ## run every fuzz target for FUZZTIME (bounded, for CI)
 	@bash hack/fuzz.sh $(FUZZTIME) $(MODULES)
@@ -59,6 +60,12 @@ verify: ## generated CRDs and deepcopy are up to date
 	$(MAKE) --no-print-directory generate; \
 	if ! diff -r $$tmp/crds charts/orbit-controller/crds || ! diff $$tmp/zz_generated.deepcopy.go pkg/apis/orbit/v1/zz_generated.deepcopy.go; then \
 	  echo "generated files are stale: run make generate and commit"; exit 1; fi
+
+demo: kube-binaries build ## a local control plane plus all six services, and a scenario that shows them working
+	@go run ./demo $(DEMO_FLAGS)
+
+demo-keep: DEMO_FLAGS = --keep
+demo-keep: demo ## the demo, leaving the platform running to explore with kubectl (Ctrl-C stops it)
 
 clean: ## remove build outputs (keeps the control-plane cache)
 	rm -rf bin dist

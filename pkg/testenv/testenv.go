@@ -237,6 +237,20 @@ func (e *Env) startControllerManager(bin, certDir string, logw io.Writer) error 
 	return nil
 }
 
+// Kubeconfig returns a kubeconfig for a cluster-admin user of this control plane, for
+// processes started beside it (the demo's services, kubectl).
+func (e *Env) Kubeconfig(user string) ([]byte, error) {
+	u, err := e.env.ControlPlane.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add user %s: %w", user, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig for %s: %w", user, err)
+	}
+	return kc, nil
+}
+
 // Stop stops every process Start started and removes temporary files.
 func (e *Env) Stop() {
 	e.stopped.Do(func() {
