@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
 SERVICES := userspace-chart-manager pod-modifier podsettings-watcher poddefaults-watcher image-updater image-replicator
-MODULES  := pkg $(addprefix services/,$(SERVICES)) demo e2e
+MODULES  := pkg $(addprefix services/,$(SERVICES)) e2e
 KUBE_BIN := $(CURDIR)/.cache/kube
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 CONTROLLER_GEN := go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
@@ -62,7 +62,7 @@ verify: ## generated CRDs and deepcopy are up to date
 	  echo "generated files are stale: run make generate and commit"; exit 1; fi
 
 demo: kube-binaries build ## a local control plane plus all six services, and a scenario that shows them working
-	@go run ./demo $(DEMO_FLAGS)
+	@go run ./e2e/cmd/orbit-demo $(DEMO_FLAGS)
 
 demo-keep: DEMO_FLAGS = --keep
 demo-keep: demo ## the demo, leaving the platform running to explore with kubectl (Ctrl-C stops it)

@@ -1,4 +1,4 @@
-package main
+package platform
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// report prints each step as it runs and a summary table at the end.
-type report struct {
+// Report prints each step as it runs and a summary table at the end.
+type Report struct {
 	out   io.Writer
 	start time.Time
 	steps []stepResult
@@ -21,10 +21,10 @@ type stepResult struct {
 	detail string
 }
 
-func newReport(out io.Writer) *report { return &report{out: out, start: time.Now()} }
+func NewReport(out io.Writer) *Report { return &Report{out: out, start: time.Now()} }
 
 // Step runs fn, printing the step's name, what it checked and how long it took.
-func (r *report) Step(name string, fn func() (string, error)) bool {
+func (r *Report) Step(name string, fn func() (string, error)) bool {
 	fmt.Fprintf(r.out, "▶ %s\n", name)
 	start := time.Now()
 	detail, err := fn()
@@ -41,18 +41,18 @@ func (r *report) Step(name string, fn func() (string, error)) bool {
 }
 
 // Info prints a line of context.
-func (r *report) Info(format string, args ...any) {
+func (r *Report) Info(format string, args ...any) {
 	fmt.Fprintf(r.out, "  · "+format+"\n", args...)
 }
 
 // Fail records an error outside any step.
-func (r *report) Fail(err error) {
+func (r *Report) Fail(err error) {
 	r.steps = append(r.steps, stepResult{name: "platform", ok: false, detail: err.Error()})
 	fmt.Fprintf(r.out, "  ✗ %v\n", err)
 }
 
 // Summary prints the table and names the first failed step.
-func (r *report) Summary() {
+func (r *Report) Summary() {
 	width := 4
 	for _, s := range r.steps {
 		width = max(width, len(s.name))
@@ -75,4 +75,14 @@ func (r *report) Summary() {
 	} else {
 		fmt.Fprintln(r.out, "\nAll steps passed.")
 	}
+}
+
+// Failed names the first failed step, "" when every step passed.
+func (r *Report) Failed() string {
+	for _, s := range r.steps {
+		if !s.ok {
+			return s.name + ": " + s.detail
+		}
+	}
+	return ""
 }

@@ -14,29 +14,26 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/orbit-workbench/orbit-controller/e2e/platform"
 )
 
 func main() {
-	var opts options
-	flag.BoolVar(&opts.Keep, "keep", false, "leave the platform running after the scenario (Ctrl-C stops it)")
+	var opts platform.Options
+	keep := false
+	flag.BoolVar(&keep, "keep", false, "leave the platform running after the scenario (Ctrl-C stops it)")
 	flag.StringVar(&opts.BinDir, "bin", "bin", "folder with the six service binaries (make build)")
 	flag.StringVar(&opts.WorkDir, "workdir", filepath.Join(".cache", "demo"), "folder for logs and the kubeconfig")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, opts, os.Stdout)
+	code := run(ctx, opts, keep, os.Stdout)
 	stop()
 	os.Exit(code)
 }
 
-type options struct {
-	Keep    bool
-	BinDir  string
-	WorkDir string
-}
-
-func run(ctx context.Context, opts options, out *os.File) int {
-	r := newReport(out)
-	p, err := startPlatform(ctx, opts, r)
+func run(ctx context.Context, opts platform.Options, keep bool, out *os.File) int {
+	r := platform.NewReport(out)
+	p, err := platform.Start(ctx, opts, r)
 	if p != nil {
 		defer p.Stop(r)
 	}
@@ -45,9 +42,9 @@ func run(ctx context.Context, opts options, out *os.File) int {
 		r.Summary()
 		return 1
 	}
-	ok := playScenario(ctx, p, r)
+	ok := platform.PlayScenario(ctx, p, r)
 	r.Summary()
-	if opts.Keep && ctx.Err() == nil {
+	if keep && ctx.Err() == nil {
 		fmt.Fprintf(out, "\nThe platform keeps running. Explore it with:\n  export KUBECONFIG=%s\n  kubectl get namespaces,podsettings,poddefaults,imagereplications -A\nService logs are in %s. Press Ctrl-C to stop everything.\n", p.Kubeconfig, p.LogDir)
 		<-ctx.Done()
 	}

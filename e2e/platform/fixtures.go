@@ -1,4 +1,4 @@
-package main
+package platform
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // fixtures are the loopback servers the scenario uses in place of the cloud: a Helm chart
 // repository of per-user charts, a public registry holding the notebook image, and the
 // private mirror.
-type fixtures struct {
+type Fixtures struct {
 	ChartRepoURL   string
 	Charts         []string
 	SourceHost     string
@@ -34,8 +34,8 @@ type fixtures struct {
 	dir            string
 }
 
-func startFixtures(ctx context.Context) (*fixtures, error) {
-	f := &fixtures{}
+func startFixtures(ctx context.Context) (*Fixtures, error) {
+	f := &Fixtures{}
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -46,12 +46,12 @@ func startFixtures(ctx context.Context) (*fixtures, error) {
 	charts := httptest.NewServer(http.FileServer(http.Dir(f.dir)))
 	f.servers = append(f.servers, charts)
 	f.ChartRepoURL = charts.URL
-	entries, err := os.ReadDir(filepath.Join(root, "demo", "charts"))
+	entries, err := os.ReadDir(filepath.Join(root, "e2e", "platform", "charts"))
 	if err != nil {
 		return nil, fmt.Errorf("demo charts: %w", err)
 	}
 	for _, e := range entries {
-		ch, err := loader.LoadDir(filepath.Join(root, "demo", "charts", e.Name()))
+		ch, err := loader.LoadDir(filepath.Join(root, "e2e", "platform", "charts", e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("load chart %s: %w", e.Name(), err)
 		}
@@ -94,7 +94,7 @@ func startFixtures(ctx context.Context) (*fixtures, error) {
 }
 
 // Close stops the servers and removes the packaged charts.
-func (f *fixtures) Close() {
+func (f *Fixtures) Close() {
 	for _, s := range f.servers {
 		s.Close()
 	}

@@ -1,4 +1,4 @@
-package main
+package platform
 
 import (
 	"context"
@@ -22,13 +22,36 @@ import (
 
 const systemNS = "orbit-system"
 
-// platform is everything the demo started.
-type platform struct {
-	env        *testenv.Env
+// Options say where the binaries are and how each service runs.
+type Options struct {
+	BinDir  string
+	WorkDir string
+	// Prepare runs once the control plane is up, before any service starts (e.g. to apply the
+	// chart's RBAC).
+	Prepare func(ctx context.Context, p *Platform) error
+	// Service may change how a service runs (its kubeconfig, arguments, webhook configuration
+	// name); nil runs every service with the demo's defaults as cluster-admin.
+	Service func(name string, spec ServiceSpec) (ServiceSpec, error)
+}
+
+// ServiceSpec is how one service process runs.
+type ServiceSpec struct {
+	Kubeconfig []byte
+	Args       []string
+	// WebhookConfig names the MutatingWebhookConfiguration registered for a webhook service.
+	WebhookConfig string
+}
+
+// Platform is everything the demo started.
+type Platform struct {
+	Env        *testenv.Env
 	Kubeconfig string
 	LogDir     string
-	procs      []*service
-	fixtures   *fixtures
+	Fixtures   *Fixtures
+	// WebhookAddr is the TLS listener of each webhook service.
+	WebhookAddr map[string]string
+	procs       []*service
+	workDir     string
 }
 
 type service struct {
@@ -48,12 +71,14 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startPlatform(ctx context.Context, opts options, r *report) (*platform, error) {
-	p := &platform{}
+// Start brings the platform up; on error the returned Platform (if any) must still be stopped.
+func Start(ctx context.Context, opts Options, r *Report) (*Platform, error) {
+	p := &Platform{WebhookAddr: map[string]string{}}
 	workDir, err := filepath.Abs(opts.WorkDir)
 	if err != nil {
 		return nil, err
 	}
+	p.workDir = workDir
 	p.LogDir = filepath.Join(workDir, "logs")
 	if err := os.MkdirAll(p.LogDir, 0o755); err != nil {
 		return nil, fmt.Errorf("log folder: %w", err)
@@ -73,7 +98,7 @@ func startPlatform(ctx context.Context, opts options, r *report) (*platform, err
 		if err != nil {
 			return "", err
 		}
-		p.env = env
+		p.Env = env
 		kc, err := env.Kubeconfig("orbit-demo")
 		if err != nil {
 			return "", err
@@ -103,16 +128,21 @@ func startPlatform(ctx context.Context, opts options, r *report) (*platform, err
 		if err != nil {
 			return "", err
 		}
-		p.fixtures = f
+		p.Fixtures = f
 		return fmt.Sprintf("charts at %s, source registry %s (image %s), mirror registry %s",
 			f.ChartRepoURL, f.SourceHost, f.NotebookImage, f.MirrorHost), nil
 	})
 	if !ok {
 		return p, errors.New("fixtures did not start")
 	}
+	if opts.Prepare != nil {
+		if !r.Step("prepare the cluster", func() (string, error) { return "done", opts.Prepare(ctx, p) }) {
+			return p, errors.New("preparation failed")
+		}
+	}
 
 	ok = r.Step("start the six services as local processes", func() (string, error) {
-		return p.startServices(ctx, binDir)
+		return p.startServices(ctx, binDir, opts.Service)
 	})
 	if !ok {
 		return p, errors.New("services did not start")
@@ -122,24 +152,24 @@ func startPlatform(ctx context.Context, opts options, r *report) (*platform, err
 
 var serviceNames = []string{"userspace-chart-manager", "podsettings-watcher", "poddefaults-watcher", "pod-modifier", "image-updater", "image-replicator"}
 
-func (p *platform) startServices(ctx context.Context, binDir string) (string, error) {
-	common := []string{"--kubeconfig=" + p.Kubeconfig, "--namespace=" + systemNS, "--log-format=console"}
-	webhookAddr := map[string]string{}
-	for _, hook := range []struct{ name, path string }{{"pod-modifier", "/pod-pod-setting"}, {"image-updater", "/pod-image-replication"}} {
+// webhookPaths are the fixed paths of SPEC §3.2 and §3.5.
+var webhookPaths = map[string]string{"pod-modifier": "/pod-pod-setting", "image-updater": "/pod-image-replication"}
+
+func (p *Platform) startServices(ctx context.Context, binDir string, custom func(string, ServiceSpec) (ServiceSpec, error)) (string, error) {
+	adminKubeconfig, err := os.ReadFile(p.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	webhookAddr := p.WebhookAddr
+	for name := range webhookPaths {
 		addr, err := freeAddr()
 		if err != nil {
 			return "", err
 		}
-		webhookAddr[hook.name] = addr
-		if err := p.registerWebhook(ctx, hook.name, "https://"+addr+hook.path); err != nil {
-			return "", err
-		}
+		webhookAddr[name] = addr
 	}
 	certFlags := func(name string) []string {
-		return []string{
-			"--listen-address=" + webhookAddr[name], "--cert-mode=self-signed", "--cert-secret=" + name + "-cert",
-			"--service-name=" + name, "--webhook-config=orbit-" + name, "--cert-extra-hosts=127.0.0.1",
-		}
+		return []string{"--cert-mode=self-signed", "--cert-secret=" + name + "-cert", "--service-name=" + name, "--webhook-config=orbit-" + name}
 	}
 	args := map[string][]string{
 		"userspace-chart-manager": {"--resync-period=30s"},
@@ -147,20 +177,40 @@ func (p *platform) startServices(ctx context.Context, binDir string) (string, er
 		"poddefaults-watcher":     nil,
 		"pod-modifier":            certFlags("pod-modifier"),
 		"image-updater": append(certFlags("image-updater"),
-			"--repo-host="+p.fixtures.MirrorHost, "--repo-prefix=orbit-demo", "--replication-backend=copy"),
-		"image-replicator": {"--backend=copy", "--repo-host=" + p.fixtures.MirrorHost, "--repo-prefix=orbit-demo"},
+			"--repo-host="+p.Fixtures.MirrorHost, "--repo-prefix=orbit-demo", "--replication-backend=copy"),
+		"image-replicator": {"--backend=copy", "--repo-host=" + p.Fixtures.MirrorHost, "--repo-prefix=orbit-demo"},
 	}
 	for _, name := range serviceNames {
 		addr, err := freeAddr()
 		if err != nil {
 			return "", err
 		}
+		spec := ServiceSpec{Kubeconfig: adminKubeconfig, Args: append([]string{"--namespace=" + systemNS}, args[name]...), WebhookConfig: "orbit-" + name}
+		if custom != nil {
+			if spec, err = custom(name, spec); err != nil {
+				return "", fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		kubeconfig := filepath.Join(p.workDir, name+".kubeconfig")
+		if err := os.WriteFile(kubeconfig, spec.Kubeconfig, 0o600); err != nil {
+			return "", fmt.Errorf("write kubeconfig: %w", err)
+		}
+		if path, ok := webhookPaths[name]; ok {
+			if err := p.registerWebhook(ctx, name, spec.WebhookConfig, "https://"+webhookAddr[name]+path); err != nil {
+				return "", err
+			}
+		}
+		// The demo's own flags come last: pflag keeps the last value of a flag.
+		full := append(append([]string{}, spec.Args...), "--kubeconfig="+kubeconfig, "--http-address="+addr, "--log-format=console")
+		if _, ok := webhookPaths[name]; ok {
+			full = append(full, "--listen-address="+webhookAddr[name], "--cert-extra-hosts=127.0.0.1")
+		}
 		s := &service{name: name, addr: addr, log: filepath.Join(p.LogDir, name+".log"), done: make(chan error, 1)}
 		logf, err := os.Create(s.log)
 		if err != nil {
 			return "", fmt.Errorf("log file: %w", err)
 		}
-		s.cmd = exec.Command(filepath.Join(binDir, name), append(append(append([]string{}, common...), "--http-address="+addr), args[name]...)...)
+		s.cmd = exec.Command(filepath.Join(binDir, name), full...)
 		s.cmd.Stdout, s.cmd.Stderr = logf, logf
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := s.cmd.Start(); err != nil {
@@ -207,7 +257,7 @@ func tail(path string, n int) string {
 
 // registerWebhook creates the MutatingWebhookConfiguration the chart would, pointing at a
 // local URL; the service injects its CA bundle itself (self-signed mode).
-func (p *platform) registerWebhook(ctx context.Context, name, url string) error {
+func (p *Platform) registerWebhook(ctx context.Context, name, configName, url string) error {
 	fail := admissionregistrationv1.Fail
 	sideEffects := admissionregistrationv1.SideEffectClassNone
 	if name == "image-updater" {
@@ -216,7 +266,7 @@ func (p *platform) registerWebhook(ctx context.Context, name, url string) error 
 	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
 	timeout := int32(10)
 	whc := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "orbit-" + name},
+		ObjectMeta: metav1.ObjectMeta{Name: configName},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:         name + ".orbit.aws",
 			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url},
@@ -231,7 +281,7 @@ func (p *platform) registerWebhook(ctx context.Context, name, url string) error 
 			AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: &timeout,
 		}},
 	}
-	_, err := p.env.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, whc, metav1.CreateOptions{})
+	_, err := p.Env.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, whc, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("register webhook %s: %w", name, err)
 	}
@@ -240,7 +290,7 @@ func (p *platform) registerWebhook(ctx context.Context, name, url string) error 
 
 // Stop stops every process the demo started: services first (SIGTERM, graceful), then the
 // control plane and the loopback servers.
-func (p *platform) Stop(r *report) {
+func (p *Platform) Stop(r *Report) {
 	for _, s := range p.procs {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -253,11 +303,11 @@ func (p *platform) Stop(r *report) {
 			r.Info("%s did not stop within 20s; killed", s.name)
 		}
 	}
-	if p.fixtures != nil {
-		p.fixtures.Close()
+	if p.Fixtures != nil {
+		p.Fixtures.Close()
 	}
-	if p.env != nil {
-		p.env.Stop()
+	if p.Env != nil {
+		p.Env.Stop()
 	}
 	fmt.Fprintln(r.out, "Stopped every process the demo started.")
 }

@@ -1,4 +1,4 @@
-package main
+package platform
 
 import (
 	"context"
@@ -58,14 +58,16 @@ func userNamespace(user string) *corev1.Namespace {
 	}}
 }
 
-func playScenario(ctx context.Context, p *platform, r *report) bool {
-	kube := p.env.Clientset
-	orbit, err := orbitclient.New(p.env.Config)
+// PlayScenario plays the login-to-logout scenario against a started platform; false when a
+// step failed (the report says which).
+func PlayScenario(ctx context.Context, p *Platform, r *Report) bool {
+	kube := p.Env.Clientset
+	orbit, err := orbitclient.New(p.Env.Config)
 	if err != nil {
 		r.Fail(err)
 		return false
 	}
-	f := p.fixtures
+	f := p.Fixtures
 	steps := []struct {
 		name string
 		fn   func() (string, error)
@@ -101,7 +103,7 @@ func playScenario(ctx context.Context, p *platform, r *report) bool {
 				return "", err
 			}
 			return eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, string, error) {
-				pd, err := p.env.Dynamic.Resource(podDefaults).Namespace(team).Get(ctx, "notebook-efs", metav1.GetOptions{})
+				pd, err := p.Env.Dynamic.Resource(podDefaults).Namespace(team).Get(ctx, "notebook-efs", metav1.GetOptions{})
 				if err != nil {
 					return false, "no PodDefault yet", nil
 				}
@@ -155,7 +157,7 @@ func playScenario(ctx context.Context, p *platform, r *report) bool {
 		{"the team's PodDefault reaches both users", func() (string, error) {
 			return eventually(ctx, 10*time.Second, func(ctx context.Context) (bool, string, error) {
 				for _, u := range []string{"alice", "bob"} {
-					if _, err := p.env.Dynamic.Resource(podDefaults).Namespace(team+"-"+u).Get(ctx, "notebook-efs", metav1.GetOptions{}); err != nil {
+					if _, err := p.Env.Dynamic.Resource(podDefaults).Namespace(team+"-"+u).Get(ctx, "notebook-efs", metav1.GetOptions{}); err != nil {
 						return false, "no copy in " + team + "-" + u + " yet", nil
 					}
 				}
