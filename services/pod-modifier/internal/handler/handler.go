@@ -90,7 +90,8 @@ func (h *Handler) Admit(ctx context.Context, req *admissionv1.AdmissionRequest) 
 		h.skipped.WithLabelValues("no_team").Inc()
 		return webhook.Allowed(), nil
 	}
-	res := h.src.Settings(team).Apply(&pod, ns)
+	// The Pod was decoded for this request alone, so it may be mutated in place.
+	res := h.src.Settings(team).ApplyInPlace(&pod, ns)
 	h.warnings.Add(float64(len(res.Warnings)))
 	if !res.Changed() {
 		return webhook.Allowed(res.Warnings...), nil

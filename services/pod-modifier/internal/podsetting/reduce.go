@@ -288,16 +288,23 @@ func valueEnd(b []byte, i int) (int, error) {
 	}
 }
 
-// stringEnd returns the index just past the string whose opening quote is b[i]. Strings in
-// a Pod are short, so a plain loop beats searching for the quote.
+// stringEnd returns the index just past the string whose opening quote is b[i].
 func stringEnd(b []byte, i int) (int, error) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++ // skip the escaped byte, which may be a quote
-		case '"':
-			return j + 1, nil
+	for j := i + 1; j < len(b); {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		// The quote is escaped when an odd number of backslashes precede it.
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, nil
+		}
+		j = q + 1
 	}
 	return 0, errBadJSON
 }
