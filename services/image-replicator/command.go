@@ -1,0 +1,20 @@
+package main
+
+import (
+	"context"
+
+	"github.com/orbit-workbench/orbit-controller/pkg/cli"
+	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/app"
+)
+
+func command(version string) cli.Command {
+	opts := app.DefaultOptions()
+	return cli.Command{
+		Name:    app.Name,
+		Version: version,
+		Short:   "replicates the images of ImageReplications into the private mirror",
+		Options: &opts,
+		Env:     app.Env(),
+		Run:     func(ctx context.Context, rt *cli.Runtime) error { return app.Run(ctx, rt, opts) },
+	}
+}
