@@ -34,7 +34,8 @@ check-versions: ## fail when two modules disagree on a k8s.io/* version
 
 test: kube-binaries check-versions ## the whole test suite against the real control plane, then short fuzz runs
 	@bash hack/reap.sh $(KUBE_BIN)
-	@for m in $(MODULES); do echo "=== go test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...); done
+	@failed=""; for m in $(MODULES); do echo "=== go test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...) || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "FAILED modules:$$failed"; exit 1; fi
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory demo
 

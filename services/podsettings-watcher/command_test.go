@@ -54,7 +54,7 @@ func TestFlagsAndConfiguration(t *testing.T) {
 		{name: "workers out of range", args: []string{"--workers", "0"}, code: 2, stderr: "--workers: 0 is out of range"},
 		{name: "bad environment value names the key", env: map[string]string{"POD_SETTINGS_WATCHER_WORKERS": "many"}, code: 2,
 			stderr: "POD_SETTINGS_WATCHER_WORKERS"},
-		{name: "environment out of range", env: map[string]string{"POD_SETTINGS_WATCHER_WORKERS": "1000"}, code: 2, stderr: "--workers: 1000"},
+		{name: "environment out of range", env: map[string]string{"POD_SETTINGS_WATCHER_WORKERS": "1000"}, code: 2, stderr: "POD_SETTINGS_WATCHER_WORKERS (--workers): 1000"},
 		{name: "negative resync", args: []string{"--resync-period", "-1s"}, code: 2, stderr: "--resync-period"},
 		{name: "leader timings", args: []string{"--leader-elect", "--leader-elect-lease-duration", "1s"}, code: 2, stderr: "--leader-elect"},
 	} {

@@ -17,11 +17,11 @@ import (
 
 	"github.com/orbit-workbench/orbit-controller/pkg/cli"
 	"github.com/orbit-workbench/orbit-controller/pkg/kube"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/awsconfig"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/codebuild"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/copier"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/credentials"
-	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/destination"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/ecr"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/inventory"
 	"github.com/orbit-workbench/orbit-controller/services/image-replicator/internal/oci"
@@ -144,12 +144,20 @@ func runInventory(ctx context.Context, rt *cli.Runtime, opts Options) error {
 	if err != nil {
 		return err
 	}
-	policy := destination.Policy{
+	// The image-updater's own rules, so a pre-seeded mirror holds exactly the references it
+	// later rewrites Pods to.
+	policy := mirror.Policy{
 		RepoHost: opts.RepoHost, RepoPrefix: opts.RepoPrefix,
-		ReplicateExternalRepos: opts.ReplicateExternalRepos, KeepDigests: opts.Backend == BackendCopy,
+		ReplicateExternalRepos: opts.ReplicateExternalRepos, Backend: mirror.BackendCodeBuild,
+	}
+	if opts.Backend == BackendCopy {
+		policy.Backend = mirror.BackendCopy
+	}
+	if err := policy.Validate(); err != nil {
+		return fmt.Errorf("--inventory: %w", err)
 	}
 	runner := inventory.Runner{
-		Backend: d.backend, Checker: d.checker, Map: policy.Map,
+		Backend: d.backend, Checker: d.checker, Map: func(image string) (string, bool, error) { return mirror.Desired(image, policy) },
 		PollInterval: opts.PollInterval, Concurrency: opts.Watcher.Workers,
 	}
 	rt.Log.Info().Str("inventory", opts.Inventory).Int("images", len(entries)).Str("backend", opts.Backend).Msg("replicating inventory")

@@ -22,7 +22,7 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
 	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/handler"
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/replications"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/testenv"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/app"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/handler"
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 const prefix = mirrorHost + "/orbit-dev/"

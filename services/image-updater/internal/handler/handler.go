@@ -17,7 +17,7 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/logging"
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
 	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 // Path is the webhook path of SPEC §6.

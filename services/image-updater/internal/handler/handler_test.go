@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 const (

@@ -3,7 +3,7 @@ package handler
 import (
 	"sync"
 
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 // memoSize bounds the remembered images: far more than the distinct images of a cluster, and

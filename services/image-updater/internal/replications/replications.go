@@ -23,7 +23,7 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/logging"
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
 	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 // Client is the part of orbitclient.ImageReplications the store writes with.

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	orbitv1 "github.com/orbit-workbench/orbit-controller/pkg/apis/orbit/v1"
-	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 // fakeClient records creates; fail, when set, answers each create.
