@@ -40,8 +40,9 @@ const (
 // recorded with its outcome alone, one status write instead of two).
 const copyProgressDelay = time.Second
 
-// LeaseName is the leader-election Lease in --namespace.
-const LeaseName = "orbit-image-replicator"
+// LeaseName is the leader-election Lease in --namespace: named after the service, like every
+// watcher's, which is what the chart's Role grants.
+const LeaseName = Name
 
 // Options are the image-replicator's own flags.
 type Options struct {
