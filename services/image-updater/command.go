@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/orbit-workbench/orbit-controller/pkg/certs"
 	"github.com/orbit-workbench/orbit-controller/pkg/cli"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/app"
 )
@@ -17,7 +18,7 @@ func command(version string) cli.Command {
 		Env:     app.Env(),
 		Run:     func(ctx context.Context, rt *cli.Runtime) error { return app.Run(ctx, rt, opts) },
 		Subcommands: map[string]cli.Subcommand{
-			"setup": {Short: "issue the serving certificate, store it and inject the CA bundle once, then exit", Run: app.Setup},
+			"setup": certs.SetupSubcommand(app.Name, opts.Certs),
 		},
 	}
 }

@@ -6,10 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -192,48 +190,4 @@ func Run(ctx context.Context, rt *cli.Runtime, opts Options) error {
 		return err
 	}
 	return nil
-}
-
-// Setup issues the serving certificate, stores it and injects the CA bundle once, then exits
-// (self-signed and csr modes): for operators who prefer the original's setup Job.
-func Setup(ctx context.Context, args []string, _, stderr io.Writer) error {
-	common := cli.DefaultCommon()
-	opts := DefaultOptions()
-	fs := pflag.NewFlagSet(Name+" setup", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	common.Kube.BindFlags(fs)
-	common.Logging.BindFlags(fs)
-	fs.StringVar(&common.Namespace, "namespace", common.Namespace, "namespace of the certificate Secret")
-	opts.Certs.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if err := common.Logging.Validate(); err != nil {
-		return err
-	}
-	if err := opts.Certs.Validate(); err != nil {
-		return err
-	}
-	if opts.Certs.Mode == certs.ModeFiles {
-		return errors.New("--cert-mode=files: the certificate comes from files, there is nothing to set up")
-	}
-	cfg, err := common.Kube.RESTConfig()
-	if err != nil {
-		return err
-	}
-	client, err := kube.Clientset(cfg)
-	if err != nil {
-		return err
-	}
-	mgr, err := certs.NewManager(client, common.Namespace, opts.Certs, nil)
-	if err != nil {
-		return err
-	}
-	log := logging.New(common.Logging, stderr, Name)
-	ctx, cancel := context.WithTimeout(log.WithContext(ctx), 5*time.Minute)
-	defer cancel()
-	return mgr.Setup(ctx)
 }
