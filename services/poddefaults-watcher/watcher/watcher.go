@@ -105,8 +105,7 @@ type Watcher struct {
 	writes    *prometheus.CounterVec
 	conflicts prometheus.Counter
 
-	synced  atomic.Bool
-	leading atomic.Bool
+	runner *controller.Runner
 	// reported remembers the conflicts already logged at warn level (copy key → the version
 	// of the PodDefault in its way), so a standing conflict is not logged on every reconcile.
 	reported sync.Map
@@ -185,6 +184,10 @@ func New(cfg *rest.Config, opts Options) (*Watcher, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("namespace event handler: %w", err)
 	}
+	w.runner = &controller.Runner{
+		Informers: []cache.SharedIndexInformer{w.podDefaults, w.namespaces},
+		Leader:    opts.Leader, Client: w.client, Namespace: opts.Namespace, Name: Name, Identity: opts.Identity,
+	}
 	return w, nil
 }
 
@@ -198,45 +201,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 }
 
 // Ready reports whether the informer caches have synced (the /readyz check).
-func (w *Watcher) Ready(context.Context) error {
-	if !w.synced.Load() {
-		return errors.New("informer caches not synced")
-	}
-	return nil
-}
+func (w *Watcher) Ready(ctx context.Context) error { return w.runner.Ready(ctx) }
 
 // Leading reports whether this replica holds the Lease and reconciles.
-func (w *Watcher) Leading() bool { return w.leading.Load() }
+func (w *Watcher) Leading() bool { return w.runner.Leading() }
 
 // Run syncs the caches (a standby replica keeps them warm), then reconciles while it holds
 // the Lease. It returns nil when ctx ends and controller.ErrLostLease when leadership is lost.
 func (w *Watcher) Run(ctx context.Context) error {
-	log := zerolog.Ctx(ctx)
-	var informers sync.WaitGroup
-	defer informers.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for _, inf := range []cache.SharedIndexInformer{w.podDefaults, w.namespaces} {
-		informers.Go(func() { inf.RunWithContext(ctx) })
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), w.podDefaults.HasSynced, w.namespaces.HasSynced) {
-		return nil // ctx ended first
-	}
-	w.synced.Store(true)
-	log.Info().Msg("informer caches synced")
-
-	return controller.RunLeader(ctx, w.opts.Leader, w.client, w.opts.Namespace, Name, w.opts.Identity, func(ctx context.Context) {
-		w.leading.Store(true)
-		defer w.leading.Store(false)
-		var state sync.WaitGroup
-		state.Go(func() { w.state.Run(ctx) })
+	return w.runner.Run(ctx, w.state, func(ctx context.Context) {
 		// Level-triggered: a new leader (or a restart) reconciles every team it knows of, the
 		// teams of stale copies included.
 		for _, team := range w.teams() {
 			w.queue.Add(team)
 		}
 		w.queue.Run(ctx, w.opts.Workers)
-		state.Wait()
 	})
 }
 
