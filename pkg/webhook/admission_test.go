@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"bytes"
+	"reflect"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,5 +171,52 @@ func TestPatchResponseAppliesToOriginal(t *testing.T) {
 	}
 	if got.Labels["orbit/touched"] != "yes" || got.Labels["a"] != "b" {
 		t.Errorf("patched labels %v", got.Labels)
+	}
+}
+
+// encodePatch must say exactly what the library's own encoding says, whatever the values.
+func TestEncodePatchMatchesLibraryEncoding(t *testing.T) {
+	docs := [][2]string{
+		{`{"a":{"b/c":1,"x":[1,2,3]},"s":"<&>"}`, `{"a":{"b/c":2,"x":[1,3],"n":null},"s":"<&>","t":{"k":1e300,"m":12345678901234,"f":0.1}}`},
+		{`{"metadata":{"labels":{"a":"b"}}}`, `{"metadata":{"labels":{"a":"b","orbit/x":"y"},"annotations":{"k~1":"v"}}}`},
+		{`{"l":[{"n":"a"},{"n":"b"}]}`, `{"l":[{"n":"b"}],"z":[]}`},
+	}
+	for _, d := range docs {
+		ops, err := jsonpatch.CreatePatch([]byte(d[0]), []byte(d[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := webhook.PatchOpsResponse(ops, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, exp any
+		if err := json.Unmarshal(resp.Patch, &got); err != nil {
+			t.Fatalf("invalid JSON %s: %v", resp.Patch, err)
+		}
+		if err := json.Unmarshal(want, &exp); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, exp) {
+			t.Errorf("encodePatch gave %s, the library %s", resp.Patch, want)
+		}
+		p, err := jsonpatchv5.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.Apply([]byte(d[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b any
+		_ = json.Unmarshal(out, &a)
+		_ = json.Unmarshal([]byte(d[1]), &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("patch %s turns %s into %s, want %s", resp.Patch, d[0], out, d[1])
+		}
 	}
 }
