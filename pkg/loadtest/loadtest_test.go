@@ -42,3 +42,16 @@ func TestLatencyIncludesQueueingBehindSlowCalls(t *testing.T) {
 		t.Errorf("max latency %s hides the queueing (20 calls of 5ms through one slot)", res.Percentile(100))
 	}
 }
+
+func TestServiceLatencyExcludesSendLag(t *testing.T) {
+	res := loadtest.Run(t.Context(), 1000, 20*time.Millisecond, 1, func(context.Context) error {
+		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if res.ServicePercentile(100) > 20*time.Millisecond {
+		t.Errorf("service latency max %s: each call takes 5ms", res.ServicePercentile(100))
+	}
+	if res.LagPercentile(100) < 40*time.Millisecond {
+		t.Errorf("send lag max %s hides the queueing of 20 calls through one slot", res.LagPercentile(100))
+	}
+}

@@ -115,7 +115,7 @@ func BenchmarkHandlerTLS2000(b *testing.B) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: false,
+		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 16, ForceAttemptHTTP2: false,
 	}}
 	url := "https://" + ln.Addr().String() + handler.Path
 	call := func(ctx context.Context) error {
@@ -143,11 +143,14 @@ func BenchmarkHandlerTLS2000(b *testing.B) {
 	b.ResetTimer()
 	var res loadtest.Result
 	for b.Loop() {
-		res = loadtest.Run(ctx, 2000, 5*time.Second, 64, call)
+		res = loadtest.Run(ctx, 2000, 5*time.Second, 16, call)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(res.Percentile(50).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(res.Percentile(99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(res.ServicePercentile(50).Microseconds()), "sent-p50-µs")
+	b.ReportMetric(float64(res.ServicePercentile(99).Microseconds()), "sent-p99-µs")
+	b.ReportMetric(float64(res.LagPercentile(99).Microseconds()), "send-lag-p99-µs")
 	b.ReportMetric(float64(res.Errors), "errors")
 	b.ReportMetric(float64(res.Requests)/res.Elapsed.Seconds(), "req/s")
 	if res.Errors > 0 {
