@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,6 +250,32 @@ func (e *Env) Kubeconfig(user string) ([]byte, error) {
 		return nil, fmt.Errorf("kubeconfig for %s: %w", user, err)
 	}
 	return kc, nil
+}
+
+// KubeconfigFile writes a cluster-admin kubeconfig into the test's temporary folder and
+// returns its path, for a service started through its command line (--kubeconfig).
+func (e *Env) KubeconfigFile(t testing.TB) string {
+	t.Helper()
+	kc, err := e.Kubeconfig("test-admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatalf("write kubeconfig: %v", err)
+	}
+	return path
+}
+
+// FreeAddress returns a loopback host:port nothing listens on right now.
+func FreeAddress(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Stop stops every process Start started and removes temporary files.

@@ -5,10 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/orbit-workbench/orbit-controller/pkg/cli"
 	"github.com/orbit-workbench/orbit-controller/pkg/testenv"
@@ -80,10 +75,10 @@ func TestFlagsAndConfiguration(t *testing.T) {
 // The binary's own entry point against the real control plane: configuration from flags and
 // environment, readiness, metrics, and the watcher doing its job.
 func TestServiceRunsAgainstTheCluster(t *testing.T) {
-	kubeconfig := writeKubeconfig(t)
+	kubeconfig := env.KubeconfigFile(t)
 	ctl := env.Namespace(t, "ctl", nil).Name
 	team := env.Namespace(t, "team", map[string]string{"orbit/space": "team"}).Name
-	addr := freeAddress(t)
+	addr := testenv.FreeAddress(t)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan int, 1)
@@ -132,35 +127,6 @@ func TestServiceRunsAgainstTheCluster(t *testing.T) {
 		_, err := env.Clientset.CoreV1().ConfigMaps(ctl).Get(ctx, "orbit-controller-state", metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
-}
-
-func writeKubeconfig(t *testing.T) string {
-	t.Helper()
-	cfg := env.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
 }
 
 func get(ctx context.Context, url string) (int, string) {
