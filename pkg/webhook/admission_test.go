@@ -2,17 +2,16 @@ package webhook_test
 
 import (
 	"bytes"
-	"reflect"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
 	jsonpatchv5 "github.com/evanphx/json-patch/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -20,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
 	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
 )
 
@@ -106,31 +106,9 @@ func TestAdmissionRequests(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(webhookCounter(t, reg, "bad_request")); got != 7 {
+	if got, err := metrics.Sum(reg, "orbit_test_webhook_requests_total", "outcome", "bad_request"); err != nil || got != 7 {
 		t.Errorf("bad_request count %v, want 7", got)
 	}
-}
-
-func webhookCounter(t *testing.T, reg *prometheus.Registry, outcome string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sum"})
-	for _, mf := range mfs {
-		if mf.GetName() != "orbit_test_webhook_requests_total" {
-			continue
-		}
-		for _, m := range mf.Metric {
-			for _, l := range m.Label {
-				if l.GetName() == "outcome" && l.GetValue() == outcome {
-					c.Add(m.Counter.GetValue())
-				}
-			}
-		}
-	}
-	return c
 }
 
 func TestPatchResponseAppliesToOriginal(t *testing.T) {

@@ -211,28 +211,9 @@ func phase(p orbitv1.ReplicationPhase) func(orbitv1.ImageReplicationStatus) bool
 // given name, value pairs.
 func (r *replicator) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := r.rt.Registry.Gather()
+	v, err := metrics.Sum(r.rt.Registry, name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return v
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/config"
 	"github.com/orbit-workbench/orbit-controller/pkg/kube"
 	"github.com/orbit-workbench/orbit-controller/pkg/logging"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
 	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/handler"
-	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/replications"
 )
 

@@ -12,11 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	orbitv1 "github.com/orbit-workbench/orbit-controller/pkg/apis/orbit/v1"
+	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
 	"github.com/orbit-workbench/orbit-controller/pkg/testenv"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/app"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/handler"
-	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
 )
 
 const prefix = mirrorHost + "/orbit-dev/"

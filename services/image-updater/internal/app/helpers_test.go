@@ -176,27 +176,9 @@ func newPod(name, image string) *corev1.Pod {
 // metric reads a counter from the service's registry; labels are name, value pairs.
 func (u *updater) metric(t testing.TB, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := u.rt.Registry.Gather()
+	v, err := metrics.Sum(u.rt.Registry, name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return v
 }

@@ -16,8 +16,8 @@ import (
 
 	"github.com/orbit-workbench/orbit-controller/pkg/logging"
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
-	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
 	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/webhook"
 )
 
 // Path is the webhook path of SPEC §6.

@@ -22,8 +22,8 @@ import (
 	orbitv1 "github.com/orbit-workbench/orbit-controller/pkg/apis/orbit/v1"
 	"github.com/orbit-workbench/orbit-controller/pkg/logging"
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
-	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
 	"github.com/orbit-workbench/orbit-controller/pkg/mirror"
+	"github.com/orbit-workbench/orbit-controller/pkg/orbitclient"
 )
 
 // Client is the part of orbitclient.ImageReplications the store writes with.
