@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -69,27 +68,7 @@ func TestAPIServerCallsWebhookOverTLS(t *testing.T) {
 
 	ns := env.Namespace(t, "wh", map[string]string{"orbit-test": "webhook"})
 	url := "https://" + ln.Addr().String() + "/mutate"
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(5)
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "test-" + ns.Name},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "label.test.orbit.aws",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca.CertPEM},
-			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create}, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns.Name}},
-			FailurePolicy:           &fail,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
-		}},
-	}
-	whs := env.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	if _, err := whs.Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = whs.Delete(context.Background(), cfg.Name, metav1.DeleteOptions{}) })
+	env.RegisterWebhook(t, testenv.PodWebhook("test-"+ns.Name, url, ca.CertPEM, map[string]string{"kubernetes.io/metadata.name": ns.Name}))
 
 	createPod := func(name string) (*corev1.Pod, error) {
 		return env.Clientset.CoreV1().Pods(ns.Name).Create(ctx, &corev1.Pod{

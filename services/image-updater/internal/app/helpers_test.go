@@ -128,33 +128,14 @@ func startUpdater(t testing.TB, opts app.Options, namespace string, cfg *rest.Co
 // probeNamespace comes back with another image.
 func (u *updater) register(t *testing.T, selector map[string]string, probeNamespace, probeImage string) {
 	t.Helper()
-	ctx := t.Context()
 	url := "https://" + u.addr + handler.Path
-	fail := admissionregistrationv1.Fail
+	cfg := testenv.PodWebhook("", url, u.ca.CertPEM, selector)
+	cfg.GenerateName = "image-updater-test-"
+	cfg.Webhooks[0].Name = "image-replication.orbit.aws"
 	sideEffects := admissionregistrationv1.SideEffectClassNoneOnDryRun
-	timeout := int32(5)
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "image-updater-test-"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "image-replication.orbit.aws",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: u.ca.CertPEM},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: selector},
-			FailurePolicy:           &fail,
-			SideEffects:             &sideEffects,
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
-		}},
-	}
-	whs := env.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	created, err := whs.Create(ctx, cfg, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = whs.Delete(context.Background(), created.Name, metav1.DeleteOptions{}) })
+	cfg.Webhooks[0].SideEffects = &sideEffects
+	cfg.Webhooks[0].ReinvocationPolicy = nil
+	env.RegisterWebhook(t, cfg)
 	// The configuration takes a moment to reach the API server's webhook cache; a dry run
 	// probes it without side effects.
 	testenv.Eventually(t, 15*time.Second, func(ctx context.Context) (bool, string) {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -138,28 +137,7 @@ func startService(tb testing.TB, stateNS string, nsLabels map[string]string) *se
 
 func registerWebhook(tb testing.TB, name, url string, caBundle []byte, nsLabels map[string]string) {
 	tb.Helper()
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
-	whc := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "hook.orbit.aws",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels},
-			FailurePolicy:     &fail, SideEffects: &none, ReinvocationPolicy: &ifNeeded,
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}
-	whs := env.Clientset.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	if _, err := whs.Create(tb.Context(), whc, metav1.CreateOptions{}); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = whs.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	env.RegisterWebhook(tb, testenv.PodWebhook(name, url, caBundle, nsLabels))
 }
 
 func pod(name string, labels map[string]string) *corev1.Pod {
