@@ -46,142 +46,99 @@ func New(cfg *rest.Config) (*Client, error) {
 	return &Client{rest: rc, params: runtime.NewParameterCodec(scheme)}, nil
 }
 
+// PodSettings is the typed interface to one namespace's PodSettings.
+type PodSettings = Resources[orbitv1.PodSetting, *orbitv1.PodSetting, orbitv1.PodSettingList, *orbitv1.PodSettingList]
+
+// ImageReplications is the typed interface to one namespace's ImageReplications.
+type ImageReplications = Resources[orbitv1.ImageReplication, *orbitv1.ImageReplication, orbitv1.ImageReplicationList, *orbitv1.ImageReplicationList]
+
 // PodSettings returns the PodSettings of namespace ("" = all).
 func (c *Client) PodSettings(namespace string) *PodSettings {
-	return &PodSettings{c: c, ns: namespace}
+	return &PodSettings{c: c, ns: namespace, resource: orbitv1.PodSettingsResource}
 }
 
 // ImageReplications returns the ImageReplications of namespace ("" = all).
 func (c *Client) ImageReplications(namespace string) *ImageReplications {
-	return &ImageReplications{c: c, ns: namespace}
+	return &ImageReplications{c: c, ns: namespace, resource: orbitv1.ImageReplicationsResource}
 }
 
-// PodSettings is the typed interface to one namespace's PodSettings.
-type PodSettings struct {
-	c  *Client
-	ns string
+// object is a pointer to an API type: what the REST client decodes into.
+type object[T any] interface {
+	*T
+	runtime.Object
+	GetName() string
 }
 
-func (p *PodSettings) req(verb func() *rest.Request) *rest.Request {
-	return verb().NamespaceIfScoped(p.ns, p.ns != "").Resource(orbitv1.PodSettingsResource)
+// Resources is the typed interface to one resource of orbit.aws/v1 in one namespace; T is the
+// object and L its list.
+type Resources[T any, PT object[T], L any, PL interface {
+	*L
+	runtime.Object
+}] struct {
+	c        *Client
+	ns       string
+	resource string
 }
 
-// List lists PodSettings.
-func (p *PodSettings) List(ctx context.Context, opts metav1.ListOptions) (*orbitv1.PodSettingList, error) {
-	out := &orbitv1.PodSettingList{}
-	err := p.req(p.c.rest.Get).VersionedParams(&opts, p.c.params).Do(ctx).Into(out)
+func (r *Resources[T, PT, L, PL]) req(req *rest.Request) *rest.Request {
+	return req.NamespaceIfScoped(r.ns, r.ns != "").Resource(r.resource)
+}
+
+// List lists the objects.
+func (r *Resources[T, PT, L, PL]) List(ctx context.Context, opts metav1.ListOptions) (PL, error) {
+	out := PL(new(L))
+	err := r.req(r.c.rest.Get()).VersionedParams(&opts, r.c.params).Do(ctx).Into(out)
 	return out, err
 }
 
-// Watch watches PodSettings.
-func (p *PodSettings) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+// Watch watches the objects.
+func (r *Resources[T, PT, L, PL]) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return p.req(p.c.rest.Get).VersionedParams(&opts, p.c.params).Watch(ctx)
+	return r.req(r.c.rest.Get()).VersionedParams(&opts, r.c.params).Watch(ctx)
 }
 
-// Get reads one PodSetting.
-func (p *PodSettings) Get(ctx context.Context, name string) (*orbitv1.PodSetting, error) {
-	out := &orbitv1.PodSetting{}
-	err := p.req(p.c.rest.Get).Name(name).Do(ctx).Into(out)
+// Get reads one object.
+func (r *Resources[T, PT, L, PL]) Get(ctx context.Context, name string) (PT, error) {
+	out := PT(new(T))
+	err := r.req(r.c.rest.Get()).Name(name).Do(ctx).Into(out)
 	return out, err
 }
 
-// Create creates a PodSetting.
-func (p *PodSettings) Create(ctx context.Context, ps *orbitv1.PodSetting, opts metav1.CreateOptions) (*orbitv1.PodSetting, error) {
-	out := &orbitv1.PodSetting{}
-	err := p.req(p.c.rest.Post).VersionedParams(&opts, p.c.params).Body(ps).Do(ctx).Into(out)
+// Create creates an object.
+func (r *Resources[T, PT, L, PL]) Create(ctx context.Context, obj PT, opts metav1.CreateOptions) (PT, error) {
+	out := PT(new(T))
+	err := r.req(r.c.rest.Post()).VersionedParams(&opts, r.c.params).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
-// Update replaces a PodSetting.
-func (p *PodSettings) Update(ctx context.Context, ps *orbitv1.PodSetting, opts metav1.UpdateOptions) (*orbitv1.PodSetting, error) {
-	out := &orbitv1.PodSetting{}
-	err := p.req(p.c.rest.Put).Name(ps.Name).VersionedParams(&opts, p.c.params).Body(ps).Do(ctx).Into(out)
+// Update replaces an object (optimistic concurrency by resourceVersion).
+func (r *Resources[T, PT, L, PL]) Update(ctx context.Context, obj PT, opts metav1.UpdateOptions) (PT, error) {
+	out := PT(new(T))
+	err := r.req(r.c.rest.Put()).Name(obj.GetName()).VersionedParams(&opts, r.c.params).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
-// UpdateStatus replaces a PodSetting's status.
-func (p *PodSettings) UpdateStatus(ctx context.Context, ps *orbitv1.PodSetting, opts metav1.UpdateOptions) (*orbitv1.PodSetting, error) {
-	out := &orbitv1.PodSetting{}
-	err := p.req(p.c.rest.Put).Name(ps.Name).SubResource("status").VersionedParams(&opts, p.c.params).Body(ps).Do(ctx).Into(out)
+// UpdateStatus replaces an object's status (optimistic concurrency by resourceVersion).
+func (r *Resources[T, PT, L, PL]) UpdateStatus(ctx context.Context, obj PT, opts metav1.UpdateOptions) (PT, error) {
+	out := PT(new(T))
+	err := r.req(r.c.rest.Put()).Name(obj.GetName()).SubResource("status").VersionedParams(&opts, r.c.params).Body(obj).Do(ctx).Into(out)
 	return out, err
 }
 
-// Delete deletes a PodSetting.
-func (p *PodSettings) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
-	return p.req(p.c.rest.Delete).Name(name).Body(&opts).Do(ctx).Error()
-}
-
-// Informer builds a shared informer over these PodSettings.
-func (p *PodSettings) Informer(resync time.Duration) cache.SharedIndexInformer {
-	return cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return p.List(ctx, opts)
-		},
-		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-			return p.Watch(ctx, opts)
-		},
-	}, &orbitv1.PodSetting{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-}
-
-// ImageReplications is the typed interface to one namespace's ImageReplications.
-type ImageReplications struct {
-	c  *Client
-	ns string
-}
-
-func (r *ImageReplications) req(verb func() *rest.Request) *rest.Request {
-	return verb().NamespaceIfScoped(r.ns, r.ns != "").Resource(orbitv1.ImageReplicationsResource)
-}
-
-// List lists ImageReplications.
-func (r *ImageReplications) List(ctx context.Context, opts metav1.ListOptions) (*orbitv1.ImageReplicationList, error) {
-	out := &orbitv1.ImageReplicationList{}
-	err := r.req(r.c.rest.Get).VersionedParams(&opts, r.c.params).Do(ctx).Into(out)
+// Patch patches an object (subresource "" or "status").
+func (r *Resources[T, PT, L, PL]) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresource ...string) (PT, error) {
+	out := PT(new(T))
+	err := r.req(r.c.rest.Patch(pt)).Name(name).SubResource(subresource...).VersionedParams(&opts, r.c.params).Body(data).Do(ctx).Into(out)
 	return out, err
 }
 
-// Watch watches ImageReplications.
-func (r *ImageReplications) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	opts.Watch = true
-	return r.req(r.c.rest.Get).VersionedParams(&opts, r.c.params).Watch(ctx)
+// Delete deletes an object.
+func (r *Resources[T, PT, L, PL]) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	return r.req(r.c.rest.Delete()).Name(name).Body(&opts).Do(ctx).Error()
 }
 
-// Get reads one ImageReplication.
-func (r *ImageReplications) Get(ctx context.Context, name string) (*orbitv1.ImageReplication, error) {
-	out := &orbitv1.ImageReplication{}
-	err := r.req(r.c.rest.Get).Name(name).Do(ctx).Into(out)
-	return out, err
-}
-
-// Create creates an ImageReplication.
-func (r *ImageReplications) Create(ctx context.Context, ir *orbitv1.ImageReplication, opts metav1.CreateOptions) (*orbitv1.ImageReplication, error) {
-	out := &orbitv1.ImageReplication{}
-	err := r.req(r.c.rest.Post).VersionedParams(&opts, r.c.params).Body(ir).Do(ctx).Into(out)
-	return out, err
-}
-
-// UpdateStatus replaces an ImageReplication's status (optimistic concurrency by resourceVersion).
-func (r *ImageReplications) UpdateStatus(ctx context.Context, ir *orbitv1.ImageReplication, opts metav1.UpdateOptions) (*orbitv1.ImageReplication, error) {
-	out := &orbitv1.ImageReplication{}
-	err := r.req(r.c.rest.Put).Name(ir.Name).SubResource("status").VersionedParams(&opts, r.c.params).Body(ir).Do(ctx).Into(out)
-	return out, err
-}
-
-// Patch patches an ImageReplication (subresource "" or "status").
-func (r *ImageReplications) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresource ...string) (*orbitv1.ImageReplication, error) {
-	out := &orbitv1.ImageReplication{}
-	err := r.req(func() *rest.Request { return r.c.rest.Patch(pt) }).Name(name).SubResource(subresource...).VersionedParams(&opts, r.c.params).Body(data).Do(ctx).Into(out)
-	return out, err
-}
-
-// Delete deletes an ImageReplication.
-func (r *ImageReplications) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
-	return r.req(r.c.rest.Delete).Name(name).Body(&opts).Do(ctx).Error()
-}
-
-// Informer builds a shared informer over these ImageReplications.
-func (r *ImageReplications) Informer(resync time.Duration) cache.SharedIndexInformer {
+// Informer builds a shared informer over the objects, indexed by namespace.
+func (r *Resources[T, PT, L, PL]) Informer(resync time.Duration) cache.SharedIndexInformer {
 	return cache.NewSharedIndexInformer(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return r.List(ctx, opts)
@@ -189,5 +146,5 @@ func (r *ImageReplications) Informer(resync time.Duration) cache.SharedIndexInfo
 		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			return r.Watch(ctx, opts)
 		},
-	}, &orbitv1.ImageReplication{}, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}, PT(new(T)), resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
