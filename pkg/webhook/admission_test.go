@@ -74,18 +74,22 @@ func TestAdmissionRequests(t *testing.T) {
 		body        []byte
 		wantCode    int
 		wantInBody  string
+		// chunked: the request does not say its length, as with Transfer-Encoding: chunked.
+		chunked bool
 	}{
-		{"valid review is patched", http.MethodPost, "/mutate", "application/json", valid, 200, `"uid":"u-1"`},
-		{"empty body", http.MethodPost, "/mutate", "application/json", nil, 400, "empty body"},
-		{"not json", http.MethodPost, "/mutate", "application/json", []byte("{nope"), 400, "decode AdmissionReview"},
-		{"wrong api version", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}`), 400, "want admission.k8s.io/v1 AdmissionReview"},
-		{"no request", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "has no request"},
-		{"no uid", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), 400, "no uid"},
-		{"wrong content type", http.MethodPost, "/mutate", "text/plain", valid, 400, "content type"},
-		{"oversized", http.MethodPost, "/mutate", "application/json", bytes.Repeat([]byte(" "), 2048), 400, "larger than 1024 bytes"},
-		{"GET not allowed", http.MethodGet, "/mutate", "", nil, 405, ""},
-		{"handler panic is a 500, not a crash", http.MethodPost, "/panic", "application/json", valid, 500, "handler panic"},
-		{"health", http.MethodGet, "/health", "", nil, 200, "ok"},
+		{"valid review is patched", http.MethodPost, "/mutate", "application/json", valid, 200, `"uid":"u-1"`, false},
+		{"empty body", http.MethodPost, "/mutate", "application/json", nil, 400, "empty body", false},
+		{"not json", http.MethodPost, "/mutate", "application/json", []byte("{nope"), 400, "decode AdmissionReview", false},
+		{"wrong api version", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}`), 400, "want admission.k8s.io/v1 AdmissionReview", false},
+		{"no request", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), 400, "has no request", false},
+		{"no uid", http.MethodPost, "/mutate", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}`), 400, "no uid", false},
+		{"wrong content type", http.MethodPost, "/mutate", "text/plain", valid, 400, "content type", false},
+		{"oversized", http.MethodPost, "/mutate", "application/json", bytes.Repeat([]byte(" "), 2048), 400, "larger than 1024 bytes", false},
+		{"oversized, length not said", http.MethodPost, "/mutate", "application/json", bytes.Repeat([]byte(" "), 2048), 400, "larger than 1024 bytes", true},
+		{"valid, length not said", http.MethodPost, "/mutate", "application/json", valid, 200, `"uid":"u-1"`, true},
+		{"GET not allowed", http.MethodGet, "/mutate", "", nil, 405, "", false},
+		{"handler panic is a 500, not a crash", http.MethodPost, "/panic", "application/json", valid, 500, "handler panic", false},
+		{"health", http.MethodGet, "/health", "", nil, 200, "ok", false},
 	}
 	reg := prometheus.NewRegistry()
 	r := newRouter(reg)
@@ -93,6 +97,9 @@ func TestAdmissionRequests(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(tc.method, tc.path, bytes.NewReader(tc.body))
+			if tc.chunked {
+				req.ContentLength = -1
+			}
 			if tc.contentType != "" {
 				req.Header.Set("Content-Type", tc.contentType)
 			}
@@ -106,8 +113,8 @@ func TestAdmissionRequests(t *testing.T) {
 			}
 		})
 	}
-	if got, err := metrics.Sum(reg, "orbit_test_webhook_requests_total", "outcome", "bad_request"); err != nil || got != 7 {
-		t.Errorf("bad_request count %v, want 7", got)
+	if got, err := metrics.Sum(reg, "orbit_test_webhook_requests_total", "outcome", "bad_request"); err != nil || got != 8 {
+		t.Errorf("bad_request count %v, want 8", got)
 	}
 }
 
@@ -149,6 +156,25 @@ func TestPatchResponseAppliesToOriginal(t *testing.T) {
 	}
 	if got.Labels["orbit/touched"] != "yes" || got.Labels["a"] != "b" {
 		t.Errorf("patched labels %v", got.Labels)
+	}
+}
+
+// A value already encoded (json.RawMessage, as the pod-modifier hands over parts of the
+// mutated Pod) is written as it is, not as a string or base64.
+func TestEncodePatchRawValues(t *testing.T) {
+	ops := []jsonpatch.Operation{
+		{Operation: "add", Path: "/spec/volumes/6", Value: json.RawMessage(`{"name":"team-0","emptyDir":{}}`)},
+		{Operation: "replace", Path: "/metadata/labels/a~1b", Value: json.RawMessage(`"x"`)},
+		{Operation: "remove", Path: "/spec/nodeSelector"},
+	}
+	resp, err := webhook.PatchOpsResponse(ops, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"add","path":"/spec/volumes/6","value":{"name":"team-0","emptyDir":{}}},` +
+		`{"op":"replace","path":"/metadata/labels/a~1b","value":"x"},{"op":"remove","path":"/spec/nodeSelector"}]`
+	if string(resp.Patch) != want {
+		t.Errorf("patch\n%s\nwant\n%s", resp.Patch, want)
 	}
 }
 

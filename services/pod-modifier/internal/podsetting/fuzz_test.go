@@ -36,27 +36,29 @@ var reduceSeeds = [][2]string{
 
 // FuzzDiffJSON holds the reduction to its invariant on arbitrary documents: whenever the
 // library can diff the whole documents into a patch that turns a into b, the reduced diff
-// does too; and reduction never turns a malformed original into a patch.
+// does too, and every value in it is valid JSON. The original is always a document the Pod
+// was decoded from, and the modified one our own encoding, so only valid pairs are compared;
+// anything else must merely not panic.
 func FuzzDiffJSON(f *testing.F) {
 	for _, s := range reduceSeeds {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		if !json.Valid(b) {
-			return // b is always our own encoding of the mutated Pod
+		reduced, err := diffJSON(a, b)
+		if !json.Valid(a) || !json.Valid(b) {
+			return
 		}
 		full, fullErr := jsonpatch.CreatePatch(a, b)
-		reduced, err := diffJSON(a, b)
 		if fullErr != nil {
-			if err == nil && !json.Valid(a) {
-				// A valid b and a patch from a malformed a would be wrong; the library
-				// itself rejects it.
-				t.Fatalf("diffJSON(%q, %q) succeeded where CreatePatch failed: %v", a, b, fullErr)
-			}
 			return
 		}
 		if err != nil {
 			t.Fatalf("diffJSON(%q, %q): %v (CreatePatch succeeded)", a, b, err)
+		}
+		for _, op := range reduced {
+			if raw, ok := op.Value.(json.RawMessage); ok && !json.Valid(raw) {
+				t.Fatalf("diffJSON(%q, %q): %s %s carries invalid JSON %q", a, b, op.Operation, op.Path, raw)
+			}
 		}
 		want, ok := applyOps(a, full)
 		if !ok || !sameJSON(want, b) {
@@ -93,18 +95,52 @@ func TestReduceSeeds(t *testing.T) {
 	}
 }
 
-// Equal parts must not reach the library: that is the point of reducing.
+// Equal parts must not reach the library, and what differs reaches it only as placeholders:
+// that is the point of reducing.
 func TestReduceDropsEqualParts(t *testing.T) {
-	a := `{"metadata":{"name":"p","labels":{"x":"1"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
-	b := `{"metadata":{"name":"p","labels":{"x":"1","y":"2"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"},{"name":"F","value":"2"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
-	ra, rb, err := reduce([]byte(a), []byte(b))
+	a := `{"metadata":{"name":"p","labels":{"x":"1","gone":"z"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"},{"name":"G"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
+	b := `{"metadata":{"name":"p","labels":{"x":"2","y":"2"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"},{"name":"F","value":"2"},{"name":"H"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
+	r, err := reduce([]byte(a), []byte(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantA := `{"metadata":{"labels":{}},"spec":{"containers":[{"env":[null]},null]}}`
-	wantB := `{"metadata":{"labels":{"y":"2"}},"spec":{"containers":[{"env":[null,{"name":"F","value":"2"}]},null]}}`
-	if string(ra) != wantA || string(rb) != wantB {
-		t.Errorf("reduce =\n%s\n%s\nwant\n%s\n%s", ra, rb, wantA, wantB)
+	wantA := `{"metadata":{"labels":{"x":0,"gone":0}},"spec":{"containers":[{"env":[null,{"name":0}]},null]}}`
+	wantB := `{"metadata":{"labels":{"x":1,"y":2}},"spec":{"containers":[{"env":[null,{"name":3,"value":4},5]},null]}}`
+	if string(r.a) != wantA || string(r.b) != wantB {
+		t.Errorf("reduce =\n%s\n%s\nwant\n%s\n%s", r.a, r.b, wantA, wantB)
+	}
+	wantValues := []string{`"2"`, `"2"`, `"F"`, `"2"`, `{"name":"H"}`}
+	if len(r.values) != len(wantValues) {
+		t.Fatalf("values %q, want %q", r.values, wantValues)
+	}
+	for i, v := range r.values {
+		if string(v) != wantValues[i] {
+			t.Errorf("value %d = %s, want %s", i, v, wantValues[i])
+		}
+	}
+}
+
+// Values that look like tokens in either document are never mistaken for one: no value of
+// the documents reaches the skeletons.
+func TestReduceTokenLookalikes(t *testing.T) {
+	pairs := [][2]string{
+		{`{"a":1,"b":[1,2],"c":"1"}`, `{"a":2,"b":[1,2,3],"c":1}`},
+		{`{"a":0,"b":[0]}`, `{"a":1,"b":[1,0]}`},
+		{`{"a":"\u0000","b":1}`, `{"a":"x","b":1}`},
+		{`{"a":[null,0,1]}`, `{"a":[0,null,1,1]}`},
+	}
+	for _, p := range pairs {
+		a, b := []byte(p[0]), []byte(p[1])
+		if _, err := reduce(a, b); err != nil {
+			t.Fatalf("reduce(%s, %s): %v", a, b, err)
+		}
+		ops, err := diffJSON(a, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := applyOps(a, ops); !ok || !sameJSON(got, b) {
+			t.Errorf("patch %v applied to %s gives %s, want %s", ops, a, got, b)
+		}
 	}
 }
 

@@ -1,14 +1,18 @@
 package podsetting
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	gojson "github.com/goccy/go-json"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	orbitv1 "github.com/orbit-workbench/orbit-controller/pkg/apis/orbit/v1"
+	"github.com/orbit-workbench/orbit-controller/services/pod-modifier/internal/benchdata"
 )
 
 // A hand-written original (as a client may send it: no resources, no status, no
@@ -114,5 +118,35 @@ func TestPatchBadOriginal(t *testing.T) {
 	_, err := Patch([]byte(`{"metadata":`), notebookPod())
 	if err == nil || !strings.Contains(err.Error(), "diff pod lake-alice/mynb-0") {
 		t.Errorf("Patch error = %v, want one naming the pod", err)
+	}
+}
+
+// Patch encodes the mutated Pod with goccy/go-json so that its bytes equal what the API server
+// sent wherever nothing changed (the API server encodes with encoding/json): a difference
+// would not make a patch wrong, only larger and slower. Decoding must agree too.
+func TestFastJSONMatchesEncodingJSON(t *testing.T) {
+	pods := []*corev1.Pod{notebookPod(), benchPod(), benchdata.NotebookPod("lake-alice")}
+	var hand corev1.Pod
+	if err := json.Unmarshal([]byte(handWrittenPod), &hand); err != nil {
+		t.Fatal(err)
+	}
+	pods = append(pods, &hand)
+	for _, p := range pods {
+		std, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, err := gojson.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(std, fast) {
+			t.Errorf("pod %s: goccy/go-json wrote\n%s\nencoding/json\n%s", p.Name, fast, std)
+		}
+		var back corev1.Pod
+		if err := gojson.Unmarshal(std, &back); err != nil {
+			t.Fatal(err)
+		}
+		requireSamePod(t, "decoded by goccy/go-json", &back, p)
 	}
 }

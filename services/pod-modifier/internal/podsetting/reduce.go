@@ -2,108 +2,200 @@ package podsetting
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+
+	"gomodules.xyz/jsonpatch/v2"
 )
 
 // Why this file exists: jsonpatch.CreatePatch decodes both documents into maps and slices of
 // interface{} before diffing, which for a notebook Pod costs several times the rest of the
 // request. A PodSetting touches a small part of the Pod, and the JSON the API server sends is
 // encoded from the same Go types as ours, so most of the two documents are byte-identical.
-// reduce drops those identical parts (object members missing from both sides are not
-// diffed; equal array elements become null on both sides, keeping every index) and hands
-// CreatePatch only what differs. The patch paths still come from the library.
 //
-// Invariant: CreatePatch(reduce(a, b)) applied to a gives b, exactly as CreatePatch(a, b)
-// would. Any part that is not byte-identical (whitespace, key order, a different escaping of
-// a key) is passed on whole, so the library decides what really changed.
+// reduce hands the library two skeletons instead: identical object members are dropped from
+// both, identical array elements become null on both sides (keeping every index), and every
+// value that differs and is not an object or array on both sides is written as a placeholder —
+// 0 in the original, a token in the modified document: the number n+1 for the n-th such value.
+// No value of either document reaches the skeletons, so a token can only ever meet a 0 or
+// nothing: the library sees exactly where the documents differ and emits the operations with
+// their paths (add, replace, remove), and restore puts the modified document's own bytes back
+// as each operation's value.
+//
+// Invariant: the operations applied to a give b, exactly as CreatePatch(a, b)'s would. Any part
+// that is not byte-identical (whitespace, key order, a different escaping of a key) is diffed
+// on, so the library decides what really changed.
 
-// maxReduceDepth bounds recursion on hostile nesting; deeper values are passed on whole.
+// maxReduceDepth bounds recursion on hostile nesting; deeper values are replaced whole.
 const maxReduceDepth = 32
 
 var errBadJSON = errors.New("malformed JSON")
 
-// reduce returns the reduced pair for two JSON documents. An error means a structural problem
-// in one of them; the caller then diffs the whole documents (and reports the library's error).
-func reduce(a, b []byte) (ra, rb []byte, err error) {
-	r := reducer{members: make([]member, 0, 128), elems: make([][]byte, 0, 128)}
-	r.wa.Grow(len(a) / 4)
-	r.wb.Grow(len(b) / 4)
-	if err := r.value(trimSpace(a), trimSpace(b), 0); err != nil {
-		return nil, nil, err
-	}
-	return r.wa.Bytes(), r.wb.Bytes(), nil
+// reduced is what the library diffs, and the values the tokens stand for.
+type reduced struct {
+	a, b   []byte
+	values [][]byte // values[n] is the JSON the token n+1 stands for: slices of b
 }
+
+// reduce returns the skeletons of two JSON documents. An error means a structural problem in
+// one of them; the caller then diffs the whole documents (and the library reports malformed
+// input).
+func reduce(a, b []byte) (*reduced, error) {
+	a, b = trimSpace(a), trimSpace(b)
+	r := reducerPool.Get().(*reducer)
+	defer r.release()
+	var err error
+	if r.ia, err = r.ia.build(a); err != nil {
+		return nil, err
+	}
+	if r.ib, err = r.ib.build(b); err != nil {
+		return nil, err
+	}
+	r.out = &reduced{values: make([][]byte, 0, 16)}
+	ea, err := r.ia.valueEnd(a, 0)
+	if err != nil || ea != len(a) {
+		return nil, errBadJSON
+	}
+	eb, err := r.ib.valueEnd(b, 0)
+	if err != nil || eb != len(b) {
+		return nil, errBadJSON
+	}
+	if err := r.pair(a, span{0, ea}, b, span{0, eb}, 0); err != nil {
+		return nil, err
+	}
+	r.out.a = bytes.Clone(r.wa.Bytes())
+	r.out.b = bytes.Clone(r.wb.Bytes())
+	return r.out, nil
+}
+
+// restore replaces each operation's token by the JSON it stands for. Every add and replace
+// must carry a token: the skeleton holds no other value the library could copy.
+func (r *reduced) restore(ops []jsonpatch.Operation) error {
+	for i := range ops {
+		op := &ops[i]
+		if op.Operation != "add" && op.Operation != "replace" {
+			continue
+		}
+		tok, ok := op.Value.(json.Number)
+		if !ok {
+			return fmt.Errorf("operation %s %s: value %v is not a placeholder", op.Operation, op.Path, op.Value)
+		}
+		n, err := strconv.Atoi(string(tok))
+		if err != nil || n < 1 || n > len(r.values) {
+			return fmt.Errorf("operation %s %s: unknown placeholder %q", op.Operation, op.Path, tok)
+		}
+		op.Value = json.RawMessage(r.values[n-1])
+	}
+	return nil
+}
+
+var reducerPool = sync.Pool{New: func() any {
+	return &reducer{members: make([]member, 0, 128), elems: make([]span, 0, 128)}
+}}
 
 // reducer holds the output and, as arenas, the split objects and arrays of one reduction:
 // a level appends its parts at the end and keeps a view of them while deeper levels append
 // after it (a view survives the arena growing: it keeps the old backing array).
 type reducer struct {
 	wa, wb  bytes.Buffer
+	ia, ib  index
 	members []member
-	elems   [][]byte
+	elems   []span
+	out     *reduced
 }
 
-func (r *reducer) value(a, b []byte, depth int) error {
-	wa, wb := &r.wa, &r.wb
-	if len(a) == 0 || len(b) == 0 {
-		return errBadJSON
+func (r *reducer) release() {
+	if r.wa.Cap() > 1<<20 || cap(r.ia) > 1<<20 || cap(r.ib) > 1<<20 {
+		return // keep pooled memory small: one huge Pod must not pin megabytes
 	}
-	switch {
-	case depth >= maxReduceDepth:
-	case a[0] == '{' && b[0] == '{':
-		return r.object(a, b, depth)
-	case a[0] == '[' && b[0] == '[':
-		return r.array(a, b, depth)
+	r.wa.Reset()
+	r.wb.Reset()
+	r.members, r.elems, r.out = r.members[:0], r.elems[:0], nil
+	reducerPool.Put(r)
+}
+
+// span is a value [start, end) of a document.
+type span struct{ start, end int }
+
+type member struct {
+	key span // with its quotes, as written
+	val span
+}
+
+func (r *reducer) pair(a []byte, va span, b []byte, vb span, depth int) error {
+	if depth < maxReduceDepth {
+		switch ca, cb := a[va.start], b[vb.start]; {
+		case ca == '{' && cb == '{':
+			return r.object(a, va, b, vb, depth)
+		case ca == '[' && cb == '[':
+			return r.array(a, va, b, vb, depth)
+		}
 	}
-	wa.Write(a)
-	wb.Write(b)
+	r.wa.WriteByte('0')
+	r.token(b, vb)
 	return nil
 }
 
-type member struct{ key, val []byte } // key with its quotes, as written
+// token writes the placeholder for b's value v into the modified skeleton.
+func (r *reducer) token(b []byte, v span) {
+	r.out.values = append(r.out.values, b[v.start:v.end:v.end])
+	var digits [20]byte
+	r.wb.Write(strconv.AppendInt(digits[:0], int64(len(r.out.values)), 10))
+}
 
-func (r *reducer) object(a, b []byte, depth int) error {
+func (r *reducer) object(a []byte, va span, b []byte, vb span, depth int) error {
 	wa, wb := &r.wa, &r.wb
-	ma, err := r.objectMembers(a)
+	ma, err := r.objectMembers(&r.ia, a, va)
 	if err != nil {
 		return err
 	}
-	mb, err := r.objectMembers(b)
+	mb, err := r.objectMembers(&r.ib, b, vb)
 	if err != nil {
 		return err
 	}
-	matched := make([]bool, len(ma))
+	var small [64]bool
+	matched := small[:0]
+	if len(ma) > len(small) {
+		matched = make([]bool, len(ma))
+	} else {
+		matched = small[:len(ma)]
+	}
 	wa.WriteByte('{')
 	wb.WriteByte('{')
 	firstA, firstB := true, true
 	next := 0 // both documents usually list keys in the same order: try the next one first
 	for _, m := range mb {
+		key := b[m.key.start:m.key.end]
 		i := -1
-		if next < len(ma) && !matched[next] && bytes.Equal(ma[next].key, m.key) {
+		if next < len(ma) && !matched[next] && bytes.Equal(a[ma[next].key.start:ma[next].key.end], key) {
 			i = next
 		} else {
-			i = findMember(ma, matched, m.key)
+			i = findMember(a, ma, matched, key)
 		}
 		if i < 0 { // added
-			writeMember(wb, &firstB, m.key)
-			wb.Write(m.val)
+			writeMember(wb, &firstB, key)
+			r.token(b, m.val)
 			continue
 		}
 		matched[i] = true
 		next = i + 1
-		if bytes.Equal(ma[i].val, m.val) {
+		if bytes.Equal(a[ma[i].val.start:ma[i].val.end], b[m.val.start:m.val.end]) {
 			continue
 		}
-		writeMember(wa, &firstA, m.key)
-		writeMember(wb, &firstB, m.key)
-		if err := r.value(ma[i].val, m.val, depth+1); err != nil {
+		writeMember(wa, &firstA, a[ma[i].key.start:ma[i].key.end])
+		writeMember(wb, &firstB, key)
+		if err := r.pair(a, ma[i].val, b, m.val, depth+1); err != nil {
 			return err
 		}
 	}
 	for i, m := range ma { // removed (or spelled differently: the library sorts that out)
 		if !matched[i] {
-			writeMember(wa, &firstA, m.key)
-			wa.Write(m.val)
+			writeMember(wa, &firstA, a[m.key.start:m.key.end])
+			wa.WriteByte('0')
 		}
 	}
 	wa.WriteByte('}')
@@ -111,9 +203,9 @@ func (r *reducer) object(a, b []byte, depth int) error {
 	return nil
 }
 
-func findMember(ms []member, matched []bool, key []byte) int {
+func findMember(a []byte, ms []member, matched []bool, key []byte) int {
 	for i := range ms {
-		if !matched[i] && bytes.Equal(ms[i].key, key) {
+		if !matched[i] && bytes.Equal(a[ms[i].key.start:ms[i].key.end], key) {
 			return i
 		}
 	}
@@ -129,13 +221,13 @@ func writeMember(w *bytes.Buffer, first *bool, key []byte) {
 	w.WriteByte(':')
 }
 
-func (r *reducer) array(a, b []byte, depth int) error {
+func (r *reducer) array(a []byte, va span, b []byte, vb span, depth int) error {
 	wa, wb := &r.wa, &r.wb
-	ea, err := r.arrayElements(a)
+	ea, err := r.arrayElements(&r.ia, a, va)
 	if err != nil {
 		return err
 	}
-	eb, err := r.arrayElements(b)
+	eb, err := r.arrayElements(&r.ib, b, vb)
 	if err != nil {
 		return err
 	}
@@ -151,16 +243,16 @@ func (r *reducer) array(a, b []byte, depth int) error {
 			}
 		}
 		switch {
-		case i >= len(eb):
-			wa.Write(ea[i])
-		case i >= len(ea):
-			wb.Write(eb[i])
-		case bytes.Equal(ea[i], eb[i]):
+		case i >= len(eb): // removed
+			wa.WriteByte('0')
+		case i >= len(ea): // added
+			r.token(b, eb[i])
+		case bytes.Equal(a[ea[i].start:ea[i].end], b[eb[i].start:eb[i].end]):
 			// Same placeholder on both sides: the index stays, the diff sees no change.
 			wa.WriteString("null")
 			wb.WriteString("null")
 		default:
-			if err := r.value(ea[i], eb[i], depth+1); err != nil {
+			if err := r.pair(a, ea[i], b, eb[i], depth+1); err != nil {
 				return err
 			}
 		}
@@ -170,111 +262,129 @@ func (r *reducer) array(a, b []byte, depth int) error {
 	return nil
 }
 
-// objectMembers splits an object (starting with '{') into its members.
-func (r *reducer) objectMembers(b []byte) ([]member, error) {
+// objectMembers splits the object v (starting with '{') into its members.
+func (r *reducer) objectMembers(ix *index, b []byte, v span) ([]member, error) {
 	start := len(r.members)
-	i := skipSpace(b, 1)
-	if i < len(b) && b[i] == '}' {
-		return nil, checkEnd(b, i+1)
+	last := v.end - 1 // the closing '}'
+	i := skipSpace(b, v.start+1)
+	if i == last {
+		return nil, nil
 	}
 	for {
-		if i >= len(b) || b[i] != '"' {
+		if i >= last || b[i] != '"' {
 			return nil, errBadJSON
 		}
-		kEnd, err := stringEnd(b, i)
-		if err != nil {
-			return nil, err
+		keyStart := i
+		kEnd, err := ix.valueEnd(b, i)
+		if err != nil || kEnd > last {
+			return nil, errBadJSON
 		}
-		key := b[i:kEnd]
 		i = skipSpace(b, kEnd)
-		if i >= len(b) || b[i] != ':' {
+		if i >= last || b[i] != ':' {
 			return nil, errBadJSON
 		}
 		i = skipSpace(b, i+1)
-		vEnd, err := valueEnd(b, i)
-		if err != nil {
-			return nil, err
-		}
-		r.members = append(r.members, member{key: key, val: b[i:vEnd]})
-		i = skipSpace(b, vEnd)
-		if i >= len(b) {
+		vEnd, err := ix.valueEnd(b, i)
+		if err != nil || vEnd > last {
 			return nil, errBadJSON
 		}
-		switch b[i] {
-		case ',':
+		r.members = append(r.members, member{key: span{keyStart, kEnd}, val: span{i, vEnd}})
+		i = skipSpace(b, vEnd)
+		switch {
+		case i == last:
+			return r.members[start:len(r.members):len(r.members)], nil
+		case i < last && b[i] == ',':
 			i = skipSpace(b, i+1)
-		case '}':
-			return r.members[start:len(r.members):len(r.members)], checkEnd(b, i+1)
 		default:
 			return nil, errBadJSON
 		}
 	}
 }
 
-// arrayElements splits an array (starting with '[') into its elements.
-func (r *reducer) arrayElements(b []byte) ([][]byte, error) {
+// arrayElements splits the array v (starting with '[') into its elements.
+func (r *reducer) arrayElements(ix *index, b []byte, v span) ([]span, error) {
 	start := len(r.elems)
-	i := skipSpace(b, 1)
-	if i < len(b) && b[i] == ']' {
-		return nil, checkEnd(b, i+1)
+	last := v.end - 1 // the closing ']'
+	i := skipSpace(b, v.start+1)
+	if i == last {
+		return nil, nil
 	}
 	for {
-		vEnd, err := valueEnd(b, i)
-		if err != nil {
-			return nil, err
-		}
-		r.elems = append(r.elems, b[i:vEnd])
-		i = skipSpace(b, vEnd)
-		if i >= len(b) {
+		vEnd, err := ix.valueEnd(b, i)
+		if err != nil || vEnd > last {
 			return nil, errBadJSON
 		}
-		switch b[i] {
-		case ',':
+		r.elems = append(r.elems, span{i, vEnd})
+		i = skipSpace(b, vEnd)
+		switch {
+		case i == last:
+			return r.elems[start:len(r.elems):len(r.elems)], nil
+		case i < last && b[i] == ',':
 			i = skipSpace(b, i+1)
-		case ']':
-			return r.elems[start:len(r.elems):len(r.elems)], checkEnd(b, i+1)
 		default:
 			return nil, errBadJSON
 		}
 	}
 }
 
-// checkEnd insists that a container's closing bracket ends the (trimmed) value.
-func checkEnd(b []byte, i int) error {
-	if i != len(b) {
-		return errBadJSON
+// index holds, for every '{', '[' and opening '"' of a document, the offset just past the
+// value it opens; zero elsewhere. One pass builds it, so splitting nested values never scans
+// the same bytes twice.
+type index []int32
+
+// build indexes b, reusing ix's memory, and checks that brackets and strings balance.
+func (ix index) build(b []byte) (index, error) {
+	if int64(len(b)) > math.MaxInt32 {
+		return ix, errBadJSON
 	}
-	return nil
+	if cap(ix) < len(b) {
+		ix = make(index, len(b))
+	} else {
+		ix = ix[:len(b)]
+		clear(ix)
+	}
+	var stackBuf [64]int32
+	stack := stackBuf[:0]
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			end, err := stringEnd(b, i)
+			if err != nil {
+				return ix, err
+			}
+			ix[i] = int32(end)
+			i = end - 1
+		case '{', '[':
+			stack = append(stack, int32(i))
+		case '}', ']':
+			if len(stack) == 0 {
+				return ix, errBadJSON
+			}
+			open := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if (b[open] == '{') != (b[i] == '}') {
+				return ix, errBadJSON
+			}
+			ix[open] = int32(i + 1)
+		}
+	}
+	if len(stack) != 0 {
+		return ix, errBadJSON
+	}
+	return ix, nil
 }
 
-// valueEnd returns the index just past the value starting at b[i]. Scalars are delimited,
-// not validated: a scalar that differs between the documents reaches the library, which
-// validates it, and one that is byte-identical to the re-encoded Pod is valid by construction.
-func valueEnd(b []byte, i int) (int, error) {
+// valueEnd returns the offset just past the value starting at b[i]. Scalars are delimited,
+// not validated: the original was decoded before it is diffed, and the modified document is
+// our own encoding.
+func (ix index) valueEnd(b []byte, i int) (int, error) {
 	if i >= len(b) {
 		return 0, errBadJSON
 	}
 	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, err := stringEnd(b, j)
-				if err != nil {
-					return 0, err
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, nil
-				}
-			}
+	case '"', '{', '[':
+		if end := int(ix[i]); end > i {
+			return end, nil
 		}
 		return 0, errBadJSON
 	case '}', ']', ',', ':':
@@ -288,7 +398,7 @@ func valueEnd(b []byte, i int) (int, error) {
 	}
 }
 
-// stringEnd returns the index just past the string whose opening quote is b[i].
+// stringEnd returns the offset just past the string whose opening quote is b[i].
 func stringEnd(b []byte, i int) (int, error) {
 	for j := i + 1; j < len(b); {
 		k := bytes.IndexByte(b[j:], '"')
@@ -311,7 +421,7 @@ func stringEnd(b []byte, i int) (int, error) {
 
 func isDelim(c byte) bool {
 	switch c {
-	case ',', '}', ']', ' ', '\t', '\n', '\r':
+	case ',', '}', ']', ':', '"', '{', '[', ' ', '\t', '\n', '\r':
 		return true
 	}
 	return false
