@@ -19,6 +19,7 @@ import (
 	"github.com/orbit-workbench/orbit-controller/pkg/certs"
 	"github.com/orbit-workbench/orbit-controller/pkg/cli"
 	"github.com/orbit-workbench/orbit-controller/pkg/health"
+	"github.com/orbit-workbench/orbit-controller/pkg/loadtest"
 	"github.com/orbit-workbench/orbit-controller/pkg/metrics"
 	"github.com/orbit-workbench/orbit-controller/pkg/testenv"
 	"github.com/orbit-workbench/orbit-controller/services/image-updater/internal/app"
@@ -28,6 +29,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	loadtest.MaybeRunChild()                       // BenchmarkWebhookLatencyTLS's load generator
 	if os.Getenv("ORBIT_NO_CONTROL_PLANE") != "" { // fuzzing runs only the unit targets
 		os.Exit(m.Run())
 	}
