@@ -181,5 +181,5 @@ func encodeReview(uid string, resp *admissionv1.AdmissionResponse) ([]byte, erro
 		TypeMeta: metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"},
 		Response: resp,
 	}
-	return json.Marshal(&out)
+	return gojson.Marshal(&out) // as encoding/json writes it, in a third of the time
 }
