@@ -148,9 +148,9 @@ orbit-lib.container renders one container.
         resourceFieldRef:
           resource: limits.memory
     {{- if .webhook }}
-    # Webhooks allocate ~120 KB per admission; collecting a quarter as often cut the
-    # pod-modifier's p99 at 2,000 req/s from 5.4 to 3.8 ms (docs/benchmarks.md). GOMEMLIMIT
-    # above still bounds the heap.
+    # Webhooks allocate ~80 KB per admission; collecting a quarter as often cuts the
+    # pod-modifier's p99 over TLS at 2,000 req/s from 2.0-2.6 to 1.2-1.3 ms and in process
+    # from ~450 to ~280 µs (docs/benchmarks.md). GOMEMLIMIT above still bounds the heap.
     - name: GOGC
       value: "400"
     {{- end }}
