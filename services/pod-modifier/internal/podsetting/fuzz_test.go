@@ -47,7 +47,7 @@ func FuzzDiffJSON(f *testing.F) {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		reduced, err := diffJSON(a, b)
+		reduced, err := diffJSON(a, b, nil)
 		if !json.Valid(a) || !json.Valid(b) {
 			return
 		}
@@ -80,7 +80,7 @@ func TestReduceSeeds(t *testing.T) {
 		if !json.Valid(a) || !json.Valid(b) {
 			continue
 		}
-		ops, err := diffJSON(a, b)
+		ops, err := diffJSON(a, b, nil)
 		if err != nil {
 			t.Fatalf("diffJSON(%s, %s): %v", a, b, err)
 		}
@@ -103,7 +103,7 @@ func TestReduceSeeds(t *testing.T) {
 func TestReduceDropsEqualParts(t *testing.T) {
 	a := `{"metadata":{"name":"p","labels":{"x":"1","gone":"z"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"},{"name":"G"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
 	b := `{"metadata":{"name":"p","labels":{"x":"2","y":"2"}},"spec":{"containers":[{"name":"a","env":[{"name":"E","value":"1"},{"name":"F","value":"2"},{"name":"H"}]},{"name":"b"}],"volumes":[{"name":"v"}]}}`
-	r, err := reduce([]byte(a), []byte(b))
+	r, err := reduce([]byte(a), []byte(b), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +134,10 @@ func TestReduceTokenLookalikes(t *testing.T) {
 	}
 	for _, p := range pairs {
 		a, b := []byte(p[0]), []byte(p[1])
-		if _, err := reduce(a, b); err != nil {
+		if _, err := reduce(a, b, nil); err != nil {
 			t.Fatalf("reduce(%s, %s): %v", a, b, err)
 		}
-		ops, err := diffJSON(a, b)
+		ops, err := diffJSON(a, b, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package podsetting
 
 import (
 	"fmt"
+	"reflect"
 
 	gojson "github.com/goccy/go-json"
 
@@ -25,7 +26,7 @@ func Patch(originalJSON []byte, mutated *corev1.Pod) ([]jsonpatch.Operation, err
 	if err != nil {
 		return nil, fmt.Errorf("encode mutated pod %s/%s: %w", mutated.Namespace, mutated.Name, err)
 	}
-	ops, err := diffJSON(originalJSON, modified)
+	ops, err := diffJSON(originalJSON, modified, shapeOf(reflect.TypeFor[corev1.Pod]()))
 	if err != nil {
 		return nil, fmt.Errorf("diff pod %s/%s against the submitted object: %w", mutated.Namespace, mutated.Name, err)
 	}
@@ -34,9 +35,10 @@ func Patch(originalJSON []byte, mutated *corev1.Pod) ([]jsonpatch.Operation, err
 
 // diffJSON is jsonpatch.CreatePatch on the skeletons of the two documents (see reduce) with
 // the modified document's values put back, falling back to the whole documents when they
-// cannot be reduced, so the library reports malformed input.
-func diffJSON(a, b []byte) ([]jsonpatch.Operation, error) {
-	r, err := reduce(a, b)
+// cannot be reduced (malformed, or keys duplicated or escaped, which no encoder writes), so
+// the library reports malformed input.
+func diffJSON(a, b []byte, root *shape) ([]jsonpatch.Operation, error) {
+	r, err := reduce(a, b, root)
 	if err != nil {
 		return jsonpatch.CreatePatch(a, b)
 	}

@@ -41,10 +41,12 @@ type reduced struct {
 	values [][]byte // values[n] is the JSON the token n+1 stands for: slices of b
 }
 
-// reduce returns the skeletons of two JSON documents. An error means a structural problem in
-// one of them; the caller then diffs the whole documents (and the library reports malformed
-// input).
-func reduce(a, b []byte) (*reduced, error) {
+// reduce returns the skeletons of two JSON documents. root is the shape of the Go type both
+// encode (see fields.go): a member of a that b lacks is diffed as removed only where that type
+// knows the member, and left alone where it does not; nil counts every member as known. An
+// error means a structural problem in one of them; the caller then diffs the whole documents
+// (and the library reports malformed input).
+func reduce(a, b []byte, root *shape) (*reduced, error) {
 	a, b = trimSpace(a), trimSpace(b)
 	r := reducerPool.Get().(*reducer)
 	defer r.release()
@@ -64,7 +66,7 @@ func reduce(a, b []byte) (*reduced, error) {
 	if err != nil || eb != len(b) {
 		return nil, errBadJSON
 	}
-	if err := r.pair(a, span{0, ea}, b, span{0, eb}, 0); err != nil {
+	if err := r.pair(a, span{0, ea}, b, span{0, eb}, root, 0); err != nil {
 		return nil, err
 	}
 	r.out.a = bytes.Clone(r.wa.Bytes())
@@ -126,13 +128,13 @@ type member struct {
 	val span
 }
 
-func (r *reducer) pair(a []byte, va span, b []byte, vb span, depth int) error {
+func (r *reducer) pair(a []byte, va span, b []byte, vb span, s *shape, depth int) error {
 	if depth < maxReduceDepth {
 		switch ca, cb := a[va.start], b[vb.start]; {
 		case ca == '{' && cb == '{':
-			return r.object(a, va, b, vb, depth)
+			return r.object(a, va, b, vb, s, depth)
 		case ca == '[' && cb == '[':
-			return r.array(a, va, b, vb, depth)
+			return r.array(a, va, b, vb, s, depth)
 		}
 	}
 	r.wa.WriteByte('0')
@@ -147,7 +149,7 @@ func (r *reducer) token(b []byte, v span) {
 	r.wb.Write(strconv.AppendInt(digits[:0], int64(len(r.out.values)), 10))
 }
 
-func (r *reducer) object(a []byte, va span, b []byte, vb span, depth int) error {
+func (r *reducer) object(a []byte, va span, b []byte, vb span, s *shape, depth int) error {
 	wa, wb := &r.wa, &r.wb
 	ma, err := r.objectMembers(&r.ia, a, va)
 	if err != nil {
@@ -193,15 +195,20 @@ func (r *reducer) object(a []byte, va span, b []byte, vb span, depth int) error 
 		}
 		writeMember(wa, &firstA, a[ma[i].key.start:ma[i].key.end])
 		writeMember(wb, &firstB, key)
-		if err := r.pair(a, ma[i].val, b, m.val, depth+1); err != nil {
+		_, child := s.member(key)
+		if err := r.pair(a, ma[i].val, b, m.val, child, depth+1); err != nil {
 			return err
 		}
 	}
 	for i, m := range ma { // removed (or spelled differently: the library sorts that out)
-		if !matched[i] {
-			writeMember(wa, &firstA, a[m.key.start:m.key.end])
-			wa.WriteByte('0')
+		if matched[i] {
+			continue
 		}
+		if known, _ := s.member(a[m.key.start:m.key.end]); !known {
+			continue // a field this binary's types do not know: kept as submitted
+		}
+		writeMember(wa, &firstA, a[m.key.start:m.key.end])
+		wa.WriteByte('0')
 	}
 	wa.WriteByte('}')
 	wb.WriteByte('}')
@@ -249,7 +256,7 @@ func writeMember(w *bytes.Buffer, first *bool, key []byte) {
 	w.WriteByte(':')
 }
 
-func (r *reducer) array(a []byte, va span, b []byte, vb span, depth int) error {
+func (r *reducer) array(a []byte, va span, b []byte, vb span, s *shape, depth int) error {
 	wa, wb := &r.wa, &r.wb
 	ea, err := r.arrayElements(&r.ia, a, va)
 	if err != nil {
@@ -280,7 +287,7 @@ func (r *reducer) array(a []byte, va span, b []byte, vb span, depth int) error {
 			wa.WriteString("null")
 			wb.WriteString("null")
 		default:
-			if err := r.pair(a, ea[i], b, eb[i], depth+1); err != nil {
+			if err := r.pair(a, ea[i], b, eb[i], s.element(), depth+1); err != nil {
 				return err
 			}
 		}
