@@ -43,7 +43,8 @@ fuzz: ## run every fuzz target for FUZZTIME (bounded, for CI)
 	@bash hack/fuzz.sh $(FUZZTIME) $(MODULES)
 
 bench: kube-binaries ## benchmarks of every module (figures go to docs/benchmarks.md)
-	@for m in $(MODULES); do echo "=== go test -bench $$m"; (cd $$m && go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...); done
+	@failed=""; for m in $(MODULES); do echo "=== go test -bench $$m"; (cd $$m && go test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...) || failed="$$failed $$m"; done; \
+	if [ -n "$$failed" ]; then echo "FAILED benchmarks in:$$failed"; exit 1; fi
 
 vet: ## go vet every module
 	@for m in $(MODULES); do (cd $$m && go vet ./...); done

@@ -165,7 +165,7 @@ func (r *reducer) object(a []byte, va span, b []byte, vb span, s *shape, depth i
 		return errBadJSON
 	}
 	var small [64]bool
-	matched := small[:0]
+	var matched []bool
 	if len(ma) > len(small) {
 		matched = make([]bool, len(ma))
 	} else {
