@@ -26,9 +26,10 @@ import (
 // their paths (add, replace, remove), and restore puts the modified document's own bytes back
 // as each operation's value.
 //
-// Invariant: the operations applied to a give b, exactly as CreatePatch(a, b)'s would. Any part
-// that is not byte-identical (whitespace, key order, a different escaping of a key) is diffed
-// on, so the library decides what really changed.
+// Invariant: the operations applied to a give b, exactly as CreatePatch(a, b)'s would — except
+// that members of a which the Go type does not know stay (see fields.go). Any part that is not
+// byte-identical (whitespace, key order) is diffed on, so the library decides what really
+// changed; objects with duplicate or escaped keys are not reduced at all.
 
 // maxReduceDepth bounds recursion on hostile nesting; deeper values are replaced whole.
 const maxReduceDepth = 32
