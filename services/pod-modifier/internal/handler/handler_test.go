@@ -153,3 +153,49 @@ func TestAdmit(t *testing.T) {
 		})
 	}
 }
+
+// A Pod from a newer API server keeps the fields this binary does not know: the handler's
+// patch adds the PodSetting and removes nothing of them.
+func TestAdmitKeepsUnknownFields(t *testing.T) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"nb-0","labels":{"app":"nb"},"futureMeta":"m"},` +
+		`"spec":{"futureSpec":true,"containers":[{"name":"notebook","image":"jupyter","futureContainer":{"a":1}}]}}`)
+	h := handler.New(fixture(), prometheus.NewRegistry(), 0)
+	resp, err := h.Admit(t.Context(), &admissionv1.AdmissionRequest{
+		UID: "1", Operation: admissionv1.Create, Namespace: "lake-alice",
+		Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Object: runtime.RawExtension{Raw: raw},
+	})
+	if err != nil || len(resp.Patch) == 0 {
+		t.Fatalf("Admit = %+v, %v: want a patch", resp, err)
+	}
+	p, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("patch %s: %v", resp.Patch, err)
+	}
+	var doc struct {
+		Metadata struct {
+			FutureMeta string `json:"futureMeta"`
+		} `json:"metadata"`
+		Spec struct {
+			FutureSpec   bool              `json:"futureSpec"`
+			NodeSelector map[string]string `json:"nodeSelector"`
+			Containers   []struct {
+				FutureContainer map[string]int  `json:"futureContainer"`
+				Env             []corev1.EnvVar `json:"env"`
+			} `json:"containers"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	c := doc.Spec.Containers[0]
+	if doc.Metadata.FutureMeta != "m" || !doc.Spec.FutureSpec || c.FutureContainer["a"] != 1 {
+		t.Errorf("unknown fields lost by patch %s: %s", resp.Patch, out)
+	}
+	if doc.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(c.Env) == 0 {
+		t.Errorf("PodSetting not applied by patch %s: %s", resp.Patch, out)
+	}
+}
