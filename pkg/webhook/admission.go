@@ -5,7 +5,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,8 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/orbit-workbench/orbit-controller/pkg/webhook/patch"
 )
 
 // DefaultMaxBodyBytes bounds an AdmissionReview. The API server caps an object at 3 MiB and a
@@ -104,15 +105,11 @@ func Denied(code int32, msg string) *admissionv1.AdmissionResponse {
 	}
 }
 
-// PatchResponse allows the request with a JSON Patch from the original object's JSON to
-// mutated, computed by a JSON Patch library (never hand-built paths, so RFC 6901 escaping of
-// keys such as "kubernetes.io/os" is always right). No difference → no patch.
+// PatchResponse allows the request with the JSON Patch from the original object's JSON to
+// mutated (see patch.Create: library-computed paths, fields mutated's type does not know
+// kept). No difference → no patch.
 func PatchResponse(original []byte, mutated any, warnings []string) (*admissionv1.AdmissionResponse, error) {
-	modified, err := json.Marshal(mutated)
-	if err != nil {
-		return nil, fmt.Errorf("encode mutated object: %w", err)
-	}
-	ops, err := jsonpatch.CreatePatch(original, modified)
+	ops, err := patch.Create(original, mutated)
 	if err != nil {
 		return nil, fmt.Errorf("create patch: %w", err)
 	}

@@ -230,7 +230,7 @@ func BenchmarkPatch(b *testing.B) {
 }
 
 // BenchmarkPatchUnreduced is the library diffing the whole documents, the baseline that
-// reduce.go improves on.
+// pkg/webhook/patch improves on.
 func BenchmarkPatchUnreduced(b *testing.B) {
 	raw, err := json.Marshal(benchPod())
 	if err != nil {

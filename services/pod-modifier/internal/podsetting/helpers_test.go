@@ -144,6 +144,16 @@ func requireSamePod(t *testing.T, what string, got, want *corev1.Pod) {
 // Patch implementation and decodes the outcome.
 func applyPatch(t *testing.T, original []byte, mutated *corev1.Pod) *corev1.Pod {
 	t.Helper()
+	var out corev1.Pod
+	if err := json.Unmarshal(applyPatchJSON(t, original, mutated), &out); err != nil {
+		t.Fatalf("decode patched pod: %v", err)
+	}
+	return &out
+}
+
+// applyPatchJSON is the document Patch's operations make of original.
+func applyPatchJSON(t *testing.T, original []byte, mutated *corev1.Pod) []byte {
+	t.Helper()
 	ops, err := Patch(original, mutated)
 	if err != nil {
 		t.Fatalf("Patch: %v", err)
@@ -160,11 +170,7 @@ func applyPatch(t *testing.T, original []byte, mutated *corev1.Pod) *corev1.Pod 
 	if err != nil {
 		t.Fatalf("apply patch %s to %s: %v", raw, original, err)
 	}
-	var out corev1.Pod
-	if err := json.Unmarshal(patched, &out); err != nil {
-		t.Fatalf("decode patched pod: %v", err)
-	}
-	return &out
+	return patched
 }
 
 func containsAll(t *testing.T, what string, got []string, want []string) {

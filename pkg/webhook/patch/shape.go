@@ -1,4 +1,4 @@
-package podsetting
+package patch
 
 import (
 	"encoding"

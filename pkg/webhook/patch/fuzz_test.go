@@ -1,4 +1,4 @@
-package podsetting
+package patch
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ func FuzzDiffJSON(f *testing.F) {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		reduced, err := diffJSON(a, b, nil)
+		reduced, err := diff(a, b, nil)
 		if !json.Valid(a) || !json.Valid(b) {
 			return
 		}
@@ -56,11 +56,11 @@ func FuzzDiffJSON(f *testing.F) {
 			return
 		}
 		if err != nil {
-			t.Fatalf("diffJSON(%q, %q): %v (CreatePatch succeeded)", a, b, err)
+			t.Fatalf("diff(%q, %q): %v (CreatePatch succeeded)", a, b, err)
 		}
 		for _, op := range reduced {
 			if raw, ok := op.Value.(json.RawMessage); ok && !json.Valid(raw) {
-				t.Fatalf("diffJSON(%q, %q): %s %s carries invalid JSON %q", a, b, op.Operation, op.Path, raw)
+				t.Fatalf("diff(%q, %q): %s %s carries invalid JSON %q", a, b, op.Operation, op.Path, raw)
 			}
 		}
 		want, ok := applyOps(a, full)
@@ -80,9 +80,9 @@ func TestReduceSeeds(t *testing.T) {
 		if !json.Valid(a) || !json.Valid(b) {
 			continue
 		}
-		ops, err := diffJSON(a, b, nil)
+		ops, err := diff(a, b, nil)
 		if err != nil {
-			t.Fatalf("diffJSON(%s, %s): %v", a, b, err)
+			t.Fatalf("diff(%s, %s): %v", a, b, err)
 		}
 		full, err := jsonpatch.CreatePatch(a, b)
 		if err != nil {
@@ -137,7 +137,7 @@ func TestReduceTokenLookalikes(t *testing.T) {
 		if _, err := reduce(a, b, nil); err != nil {
 			t.Fatalf("reduce(%s, %s): %v", a, b, err)
 		}
-		ops, err := diffJSON(a, b, nil)
+		ops, err := diff(a, b, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package podsetting
+package patch
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ import (
 // as each operation's value.
 //
 // Invariant: the operations applied to a give b, exactly as CreatePatch(a, b)'s would — except
-// that members of a which the Go type does not know stay (see fields.go). Any part that is not
+// that members of a which the Go type does not know stay (see shape.go). Any part that is not
 // byte-identical (whitespace, key order) is diffed on, so the library decides what really
 // changed; objects with duplicate or escaped keys are not reduced at all.
 
@@ -43,7 +43,7 @@ type reduced struct {
 }
 
 // reduce returns the skeletons of two JSON documents. root is the shape of the Go type both
-// encode (see fields.go): a member of a that b lacks is diffed as removed only where that type
+// encode (see shape.go): a member of a that b lacks is diffed as removed only where that type
 // knows the member, and left alone where it does not; nil counts every member as known. An
 // error means a structural problem in one of them; the caller then diffs the whole documents
 // (and the library reports malformed input).
